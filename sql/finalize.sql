@@ -1,0 +1,31 @@
+-- Privileges. The application role may call chom_pick_vps(), chom_tenant_stats(), chom_cache_drift(),
+-- chom_vps_drift(), chom_status() and chom_vps_load() (EXECUTE is PUBLIC by default). The DBA functions are
+-- not for PUBLIC; delegate them with GRANT EXECUTE ON FUNCTION ... TO <role> (see README).
+REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean), chom_repair_drift(),
+    chom_refresh_all(integer), chom_refresh_tenant(uuid) FROM PUBLIC;
+
+-- chom's tables hold no secrets; reading them needs no grant.
+GRANT SELECT ON chom_managed_index, chom_installed, chom_vps_load TO PUBLIC;
+
+-- The trigger functions run as chom's owner, so the application's writes to sites need no grant on chom's
+-- tables; their search_path is pinned and every name they use is schema-qualified. Only chom_install()
+-- attaches them (CREATE TRIGGER needs EXECUTE, which PUBLIC does not have), and they refuse other tables.
+ALTER FUNCTION chom_sites_aggregates() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_vps_registry() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION chom_sites_aggregates(), chom_vps_registry() FROM PUBLIC;
+
+-- chom_pick_vps() reserves the chosen VPS by locking its chom_vps_load row, which the application role
+-- cannot do on its own; it runs as chom's owner with a pinned search_path.
+ALTER FUNCTION chom_pick_vps(integer, integer, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Install on CHOM's tables right away when they exist. When they don't (an empty database, or pg_restore,
+-- which creates extensions before tables), only chom's functions are installed: CREATE EXTENSION must never
+-- fail a restore.
+DO $chom$
+BEGIN
+    PERFORM @extschema@.chom_install();
+EXCEPTION WHEN undefined_table OR undefined_column THEN
+    RAISE NOTICE 'chom: only chom''s functions were installed: %', SQLERRM
+        USING HINT = 'Once CHOM''s tables exist, run SELECT * FROM chom_install();';
+END
+$chom$;

@@ -1,0 +1,20 @@
+//! Thin SPI helpers: one value from a query (None when there is no row), and statements whose failure is a
+//! chom bug reported with the statement.
+
+use crate::errors::spi;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::{FromDatum, IntoDatum};
+
+/// The first column of the first row, or None when there is no row or it is NULL.
+pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
+    Spi::connect(|client| {
+        let rows = spi(client.select(sql, Some(1), args), sql);
+        rows.into_iter().next().and_then(|row| row.get::<T>(1).ok().flatten())
+    })
+}
+
+/// Runs a statement.
+pub fn run(sql: &str, args: &[DatumWithOid<'_>]) {
+    spi(Spi::run_with_args(sql, args), sql);
+}

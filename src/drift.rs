@@ -1,0 +1,98 @@
+//! Cache accuracy: chom_cache_drift(), chom_vps_drift() and chom_repair_drift(). The triggers keep the cached
+//! values exact, so drift only comes from writes that bypassed them (session_replication_role = replica,
+//! disabled triggers, partial restores); these functions find it and mend it.
+
+use crate::errors::spi;
+use crate::queries;
+use crate::target::{self, Target};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgOid, Uuid};
+
+const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
+
+
+
+fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
+    Spi::connect(|client| {
+        let sql = queries::sql(target, "tenant_drift", "");
+        spi(client.select(&sql, None, &[ids.into()]), "the tenant drift check")
+            .map(|row| {
+                (
+                    row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
+                    row.get::<i32>(2).ok().flatten().unwrap_or(0),
+                    row.get::<i64>(3).ok().flatten().unwrap_or(0),
+                    row.get::<i64>(4).ok().flatten().unwrap_or(0),
+                    row.get::<i64>(5).ok().flatten().unwrap_or(0),
+                )
+            })
+            .collect()
+    })
+}
+
+fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>, i64)> {
+    Spi::connect(|client| {
+        let sql = queries::sql(target, "vps_drift", "");
+        spi(client.select(&sql, None, &[ids.into()]), "the VPS drift check")
+            .map(|row| {
+                (
+                    row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
+                    row.get::<i64>(2).ok().flatten(),
+                    row.get::<i64>(3).ok().flatten().unwrap_or(0),
+                )
+            })
+            .collect()
+    })
+}
+
+/// Every tenant whose cached site count or storage differs from a recount of its live sites (CHOM's accuracy
+/// spot-check, over all tenants). Empty when every cached value is exact.
+#[pg_extern(stable, parallel_safe)]
+pub fn chom_cache_drift() -> TableIterator<'static, (
+    name!(tenant_id, Uuid),
+    name!(cached_sites_count, i32),
+    name!(actual_sites_count, i64),
+    name!(cached_storage_mb, i64),
+    name!(actual_storage_mb, i64),
+)> {
+    let target = target::require_installed();
+    TableIterator::new(tenant_drift(&target, None))
+}
+
+/// Every VPS whose maintained live-site count (chom_vps_load) differs from a recount; `cached_live_sites` is
+/// NULL when the VPS has no row at all. Empty when every count is exact.
+#[pg_extern(stable, parallel_safe)]
+pub fn chom_vps_drift() -> TableIterator<'static, (name!(vps_id, Uuid), name!(cached_live_sites, Option<i64>), name!(actual_live_sites, i64))> {
+    let target = target::require_installed();
+    TableIterator::new(vps_drift(&target, None))
+}
+
+/// Fixes every drifted tenant and VPS count and returns how many it fixed. Correct while writers run: the
+/// drifted rows are locked in id order, checked again, and only then recounted.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_repair_drift() -> i64 {
+    let target = target::require_installed();
+    let drifted: Vec<Uuid> = tenant_drift(&target, None).into_iter().map(|row| row.0).collect();
+    let mut fixed = 0;
+    if !drifted.is_empty() {
+        let lock = queries::sql(&target, "lock_tenants", "");
+        crate::db::run(&lock, &[drifted.clone().into()]);
+        let still: Vec<Uuid> = tenant_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
+        if !still.is_empty() {
+            fixed += crate::stats::recount(&target, &still);
+        }
+    }
+    let drifted: Vec<Uuid> = vps_drift(&target, None).into_iter().map(|row| row.0).collect();
+    if !drifted.is_empty() {
+        Spi::connect_mut(|client| {
+            let lock = queries::sql(&target, "lock_vps", "");
+            crate::plans::execute(client, &lock, &[UUID_ARRAY], &[drifted.clone().into()]);
+        });
+        let still: Vec<Uuid> = vps_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
+        if !still.is_empty() {
+            let recount = queries::sql(&target, "recount_vps", "");
+            crate::db::run(&recount, &[still.clone().into()]);
+            fixed += still.len() as i64;
+        }
+    }
+    fixed
+}

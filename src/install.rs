@@ -1,0 +1,252 @@
+//! Installing chom on CHOM's tables and removing it again: chom_install(), chom_uninstall(), chom_index_ddl().
+//!
+//! Lock order (both directions, documented in the README): sites, vps_servers, then tenants. Site writers take
+//! sites before tenants too, so an install waits for them instead of deadlocking with them.
+
+use crate::catalog::{self, ManagedIndex, Named};
+use crate::errors::spi;
+use crate::target::{self, Target, CACHED_COLUMNS};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+
+fn run(sql: &str) {
+    crate::db::run(sql, &[]);
+}
+
+fn record(target: &Target, kind: &str, name: &str, table: Option<&str>, origin: &str, reused: Option<&str>) {
+    let sql = format!(
+        "INSERT INTO {}.chom_installed (kind, name, table_name, origin, reused_index) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (kind, name) DO NOTHING",
+        quote_identifier(&target.extension_schema)
+    );
+    crate::db::run(&sql, &[kind.into(), name.into(), table.into(), origin.into(), reused.into()]);
+}
+
+fn recorded(target: &Target, kind: &str, name: &str) -> Option<String> {
+    let sql = format!(
+        "SELECT origin FROM {}.chom_installed WHERE kind = $1 AND name = $2",
+        quote_identifier(&target.extension_schema)
+    );
+    crate::db::one(&sql, &[kind.into(), name.into()])
+}
+
+fn depends_on_extension(kind: &str, object: &str) {
+    run(&format!("ALTER {kind} {object} DEPENDS ON EXTENSION chom"));
+}
+
+fn lock_tables(target: &Target) {
+    run(&format!(
+        "LOCK TABLE {}, {} IN SHARE ROW EXCLUSIVE MODE",
+        target.table("sites"),
+        target.table("vps_servers")
+    ));
+}
+
+/// Installs everything chom manages on CHOM's tables, in one transaction: the cached aggregate columns on
+/// `tenants` (filled by one set-based pass), the per-VPS load table, the managed indexes (reusing equivalent
+/// ones) and the triggers. Idempotent; each row says what was done: `created`, `exists`, `reused <index>` or
+/// `skipped <why>`. Errors name what is missing or mistyped (42P01, 42703, 42804) and leave nothing behind.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
+    let target = target::installed().or_else(target::discover).unwrap_or_else(|| {
+        crate::errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            "chom cannot be installed: no tenants table was found",
+            Some("Create CHOM's tables (or restore them) first, or SET chom.target_schema to their schema."),
+        )
+    });
+    target::check_required(&target);
+    lock_tables(&target);
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let first_install = target::installed().is_none();
+    record(&target, "schema", &target.schema, None, "created", None);
+
+    // Columns: add the missing ones in one ALTER (ACCESS EXCLUSIVE on tenants for a moment, no rewrite).
+    let mut added = Vec::new();
+    for (column, definition, _) in CACHED_COLUMNS {
+        if target::column_type(&target, "tenants", column).is_none() {
+            added.push(format!("ADD COLUMN {} {definition}", quote_identifier(column)));
+            record(&target, "column", column, Some("tenants"), "created", None);
+            rows.push(("column".into(), format!("tenants.{column}"), "created".into()));
+        } else if recorded(&target, "column", column).is_none() {
+            record(&target, "column", column, Some("tenants"), "reused", None);
+            rows.push(("column".into(), format!("tenants.{column}"), "reused (already present)".into()));
+        } else {
+            rows.push(("column".into(), format!("tenants.{column}"), "exists".into()));
+        }
+    }
+    if !added.is_empty() {
+        run(&format!("ALTER TABLE {} {}", target.table("tenants"), added.join(", ")));
+    }
+    if first_install {
+        // Exact from the start: every tenant recounted while sites writers wait on the lock taken above.
+        crate::db::run(&crate::queries::sql(&target, "recount_tenants", ""), &[Option::<Vec<pgrx::Uuid>>::None.into()]);
+        crate::db::run(&crate::queries::sql(&target, "recount_vps", ""), &[Option::<Vec<pgrx::Uuid>>::None.into()]);
+        run(&crate::queries::sql(&target, "forget_gone_vps", ""));
+        rows.push(("table".into(), "chom_vps_load".into(), "filled".into()));
+    }
+
+    for index in catalog::managed_indexes(&target.extension_schema) {
+        let action = install_index(&target, &index);
+        rows.push(("index".into(), index.name.clone(), action));
+    }
+
+    for trigger in catalog::TRIGGERS {
+        let action = if trigger.enabled(&target).is_some() {
+            "exists"
+        } else {
+            run(&trigger.create_sql(&target));
+            depends_on_extension("TRIGGER", &format!("{} ON {}", trigger.name, target.table(trigger.table)));
+            "created"
+        };
+        record(&target, "trigger", trigger.name, Some(trigger.table), "created", None);
+        rows.push(("trigger".into(), trigger.name.into(), action.into()));
+    }
+    TableIterator::new(rows)
+}
+
+fn create_index(target: &Target, index: &ManagedIndex) {
+    run(&index.create_sql(target, false));
+    run(&index.mark_sql(target));
+}
+
+/// Creates, adopts, reuses or skips one catalogue index; returns the action for chom_install()'s report.
+fn install_index(target: &Target, index: &ManagedIndex) -> String {
+    if let Some(why) = index.missing_prerequisite(target) {
+        return format!("skipped ({why})");
+    }
+    let mut action = "created".to_string();
+    match index.named(target) {
+        Named::Other => {
+            return format!("skipped (a relation named {} exists and is not this index)", index.name);
+        }
+        Named::Index { valid: true, marked, same_keys } => {
+            if marked || recorded(target, "index", &index.name).as_deref() == Some("created") {
+                // built by chom_install() or by chom_index_ddl() (the online path): chom's own
+                record(target, "index", &index.name, Some(&index.table), "created", None);
+                depends_on_extension("INDEX", &index.qualified(target));
+                return "exists".into();
+            }
+            if !same_keys {
+                return format!("skipped (an index named {} with other key columns exists)", index.name);
+            }
+            record(target, "index", &index.name, Some(&index.table), "reused", Some(&index.name));
+            return format!("reused {}", index.name);
+        }
+        Named::Index { valid: false, marked: true, .. } => {
+            // a concurrent build of chom's that failed: rebuild it
+            run(&format!("DROP INDEX {}", index.qualified(target)));
+            action = "created (replaced an INVALID index left by a failed concurrent build)".into();
+        }
+        Named::Index { valid: false, marked: false, .. } => {
+            return format!("skipped (index {} is INVALID; drop or REINDEX it, then install again)", index.name);
+        }
+        Named::Absent => {
+            if let Some(equivalent) = index.equivalent(target) {
+                record(target, "index", &index.name, Some(&index.table), "reused", Some(&equivalent));
+                return format!("reused {equivalent}");
+            }
+        }
+    }
+    create_index(target, index);
+    depends_on_extension("INDEX", &index.qualified(target));
+    record(target, "index", &index.name, Some(&index.table), "created", None);
+    action
+}
+
+/// Removes exactly what chom_install() added: the triggers, the indexes chom created (never reused ones), the
+/// cached columns unless they were there before, and chom's per-VPS counts. Afterwards `DROP EXTENSION chom`
+/// succeeds and CHOM's schema is as it was. Returns one row per object with `dropped` or `kept (...)`.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
+    let Some(target) = target::installed() else {
+        pgrx::notice!("chom is not installed on CHOM's tables: nothing to remove");
+        return TableIterator::new(Vec::new());
+    };
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let sites_exist = target::table_exists(&target, "sites");
+    if sites_exist && target::table_exists(&target, "vps_servers") {
+        lock_tables(&target);
+    }
+    for trigger in catalog::TRIGGERS {
+        if trigger.enabled(&target).is_some() {
+            run(&format!("DROP TRIGGER {} ON {}", trigger.name, target.table(trigger.table)));
+            rows.push(("trigger".into(), trigger.name.into(), "dropped".into()));
+        }
+    }
+    let installed: Vec<(String, String, String, Option<String>)> = Spi::connect(|client| {
+        let sql = format!(
+            "SELECT kind, name, origin, reused_index FROM {}.chom_installed WHERE kind IN ('index', 'column') ORDER BY kind DESC, name",
+            quote_identifier(&target.extension_schema)
+        );
+        spi(client.select(&sql, None, &[]), "reading chom_installed")
+            .map(|row| {
+                (
+                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                    row.get::<String>(2).ok().flatten().unwrap_or_default(),
+                    row.get::<String>(3).ok().flatten().unwrap_or_default(),
+                    row.get::<String>(4).ok().flatten(),
+                )
+            })
+            .collect()
+    });
+    let mut dropped_columns = Vec::new();
+    for (kind, name, origin, reused) in installed {
+        match (kind.as_str(), origin.as_str()) {
+            ("index", "created") => {
+                run(&format!("DROP INDEX IF EXISTS {}.{}", quote_identifier(&target.schema), quote_identifier(&name)));
+                rows.push(("index".into(), name, "dropped".into()));
+            }
+            ("index", _) => rows.push(("index".into(), name, format!("kept (reused {})", reused.unwrap_or_default()))),
+            ("column", "created") => {
+                dropped_columns.push(format!("DROP COLUMN IF EXISTS {}", quote_identifier(&name)));
+                rows.push(("column".into(), format!("tenants.{name}"), "dropped".into()));
+            }
+            _ => rows.push(("column".into(), format!("tenants.{name}"), "kept (was there before chom)".into())),
+        }
+    }
+    if !dropped_columns.is_empty() && target::table_exists(&target, "tenants") {
+        run(&format!("ALTER TABLE {} {}", target.table("tenants"), dropped_columns.join(", ")));
+    }
+    let chom = quote_identifier(&target.extension_schema);
+    run(&format!("DELETE FROM {chom}.chom_vps_load"));
+    run(&format!("DELETE FROM {chom}.chom_installed"));
+    rows.push(("table".into(), "chom_vps_load".into(), "emptied".into()));
+    TableIterator::new(rows)
+}
+
+/// The statements that build the managed indexes still missing (neither present nor reused), for `\gexec` on
+/// a busy database: `CREATE INDEX CONCURRENTLY IF NOT EXISTS` (or plain CREATE INDEX when `concurrently` is
+/// false) each followed by the COMMENT that marks the index as chom's, so that chom_install() adopts it and
+/// chom_uninstall() removes it. CONCURRENTLY cannot run inside a transaction block: run them with psql's \gexec.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_index_ddl(concurrently: default!(Option<bool>, true)) -> SetOfIterator<'static, String> {
+    let concurrently = concurrently.unwrap_or(true);
+    let target = target::installed().or_else(target::discover).unwrap_or_else(|| {
+        crate::errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            "no tenants table was found: there is no CHOM schema to index",
+            Some("SET chom.target_schema to the schema that holds CHOM's tables."),
+        )
+    });
+    let mut statements = Vec::new();
+    for index in catalog::managed_indexes(&target.extension_schema) {
+        if index.missing_prerequisite(&target).is_some() {
+            continue;
+        }
+        let wanted = match index.named(&target) {
+            Named::Absent => index.equivalent(&target).is_none(),
+            Named::Index { valid: false, marked: true, .. } => {
+                statements.push(format!("DROP INDEX {}{}", if concurrently { "CONCURRENTLY " } else { "" }, index.qualified(&target)));
+                true
+            }
+            _ => false,
+        };
+        if wanted {
+            statements.push(index.create_sql(&target, concurrently));
+            statements.push(index.mark_sql(&target));
+        }
+    }
+    SetOfIterator::new(statements)
+}

@@ -1,0 +1,48 @@
+//! chom: CHOM's database optimisations as a PostgreSQL extension.
+//!
+//! - [`install`]: chom_install() / chom_uninstall() / chom_index_ddl() over the [`catalog`] of managed objects
+//!   on CHOM's tables ([`target`]);
+//! - [`aggregates`]: statement-level triggers that keep tenant aggregates and per-VPS loads exact;
+//! - [`stats`], [`placement`], [`drift`], [`status`]: the SQL functions the application and DBAs call.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod aggregates;
+mod catalog;
+mod db;
+mod drift;
+mod errors;
+mod install;
+mod placement;
+mod plans;
+mod queries;
+mod settings;
+mod stats;
+mod status;
+mod target;
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/managed_indexes.sql", name = "managed_indexes", requires = ["schema"]);
+extension_sql_file!("../sql/catalog.sql", name = "catalog", requires = ["schema"]);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::register();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,116 @@
+//! Placement: chom_pick_vps() answers "least-loaded eligible VPS" from the maintained per-VPS counts in
+//! chom_vps_load (one walk along its (live_sites, vps_id) index), and chom_vps_load() lists the loads.
+
+use crate::errors::invalid_argument;
+use crate::queries;
+use crate::settings;
+use crate::stats::read_only;
+use crate::target;
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgOid, Uuid};
+
+/// Upper bounds past which a requirement is a bug in the caller, not a real VPS size: 16 TiB of memory,
+/// 1 PiB of disk, and the declared width of vps_servers.region / provider.
+const MAX_MEMORY_MB: i32 = 16 * 1024 * 1024;
+const MAX_DISK_GB: i32 = 1024 * 1024;
+const MAX_NAME_CHARS: usize = 50;
+
+const TEXT_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID);
+const INT4: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4OID);
+const TEXT: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID);
+
+fn check_bound(name: &str, value: Option<i32>, max: i32, unit: &str) {
+    if let Some(value) = value {
+        if !(0..=max).contains(&value) {
+            invalid_argument(
+                format!("{name} must be between 0 and {max} {unit}, not {value}"),
+                &format!("Pass NULL for no {name} requirement."),
+            );
+        }
+    }
+}
+
+fn check_name(name: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        if value.is_empty() || value.chars().count() > MAX_NAME_CHARS {
+            invalid_argument(
+                format!("{name} must be 1 to {MAX_NAME_CHARS} characters, not {}", value.chars().count()),
+                &format!("Pass NULL for any {name}."),
+            );
+        }
+    }
+}
+
+/// The id of the eligible VPS with the fewest live sites, or NULL when none is eligible. Eligible: status
+/// 'active', allocation_type 'shared', health_status in `chom.eligible_health` (default healthy,unknown — CHOM's
+/// active()->shared()->healthy() scopes), and at least `min_memory_mb` / `min_disk_gb`, in `region` / from
+/// `provider` when given. Ties go to the smallest id.
+///
+/// Concurrent callers: inside a transaction the chosen VPS's load row stays locked until commit, and other
+/// callers skip locked rows, so N transactions that each pick and then insert a site land on N different VPSes
+/// while N eligible ones exist (when all are taken, the least loaded is returned without a reservation).
+/// An autocommit call reserves nothing: it returns the least-loaded VPS as of its snapshot. In a read-only
+/// transaction or on a standby nothing is locked. Bad arguments: 22023.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_pick_vps(
+    min_memory_mb: default!(Option<i32>, "NULL"),
+    min_disk_gb: default!(Option<i32>, "NULL"),
+    region: default!(Option<&str>, "NULL"),
+    provider: default!(Option<&str>, "NULL"),
+) -> Option<Uuid> {
+    check_bound("min_memory_mb", min_memory_mb, MAX_MEMORY_MB, "MB");
+    check_bound("min_disk_gb", min_disk_gb, MAX_DISK_GB, "GB");
+    check_name("region", region);
+    check_name("provider", provider);
+    let health = settings::eligible_health();
+    let target = target::require_installed();
+    let pick = |lock: &str| -> Option<Uuid> {
+        Spi::connect_mut(|client| {
+            crate::plans::execute(
+                client,
+                &queries::sql(&target, "pick_vps", lock),
+                &[TEXT_ARRAY, INT4, INT4, TEXT, TEXT],
+                &[
+                    health.clone().into(),
+                    min_memory_mb.into(),
+                    min_disk_gb.into(),
+                    region.into(),
+                    provider.into(),
+                ],
+            )
+            .into_iter()
+            .next()
+            .and_then(|row| row.get::<Uuid>(1).ok().flatten())
+        })
+    };
+    if read_only() {
+        return pick("");
+    }
+    pick("FOR NO KEY UPDATE OF l SKIP LOCKED").or_else(|| pick(""))
+}
+
+
+/// Every VPS with its live (not soft-deleted) site count and whether chom_pick_vps() may choose it (ignoring
+/// size, region and provider filters), least loaded first: the admin screen's withCount('sites') without
+/// counting.
+#[pg_extern(stable, parallel_safe)]
+pub fn chom_vps_load() -> TableIterator<'static, (name!(vps_id, Uuid), name!(hostname, String), name!(live_sites, i64), name!(eligible, bool))> {
+    let health = settings::eligible_health();
+    let target = target::require_installed();
+    let rows: Vec<(Uuid, String, i64, bool)> = Spi::connect(|client| {
+        crate::errors::spi(
+            client.select(&queries::sql(&target, "vps_load", ""), None, &[health.into()]),
+            "listing VPS loads",
+        )
+        .map(|row| {
+            (
+                row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
+                row.get::<String>(2).ok().flatten().unwrap_or_default(),
+                row.get::<i64>(3).ok().flatten().unwrap_or(0),
+                row.get::<bool>(4).ok().flatten().unwrap_or(false),
+            )
+        })
+        .collect()
+    });
+    TableIterator::new(rows)
+}

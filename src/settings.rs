@@ -1,0 +1,66 @@
+//! chom's settings (GUCs), all in the `chom.` namespace.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CStr;
+
+/// `chom.stale_after`: how old `tenants.cached_at` may be before chom_tenant_stats() recomputes (default 5min).
+pub static STALE_AFTER_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
+
+/// `chom.eligible_health`: the `vps_servers.health_status` values chom_pick_vps() accepts, comma separated.
+pub static ELIGIBLE_HEALTH: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"healthy,unknown"));
+
+/// `chom.target_schema`: the schema that holds CHOM's tables, when it is not the one found by looking for
+/// `tenants` (read by chom_install() only; later calls use the schema recorded at install).
+pub static TARGET_SCHEMA: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
+
+pub const HEALTH_STATES: [&str; 4] = ["healthy", "degraded", "unhealthy", "unknown"];
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"chom.stale_after",
+        c"Age of tenants.cached_at after which chom_tenant_stats() recomputes a tenant's aggregates.",
+        c"The triggers keep the aggregates exact; the recompute is a safety net for writes that bypassed them.",
+        &STALE_AFTER_SECONDS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"chom.eligible_health",
+        c"Comma-separated vps_servers.health_status values that chom_pick_vps() treats as eligible.",
+        c"Any of healthy, degraded, unhealthy, unknown. CHOM's healthy() scope is healthy,unknown.",
+        &ELIGIBLE_HEALTH,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"chom.target_schema",
+        c"Schema holding CHOM's tables, for chom_install() when more than one schema has a tenants table.",
+        c"Empty: the schema of the tenants table found first in search_path.",
+        &TARGET_SCHEMA,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The value of a string setting, empty when unset.
+pub fn string_value(setting: &GucSetting<Option<std::ffi::CString>>) -> String {
+    setting.get().map(|s| CStr::to_string_lossy(&s).trim().to_string()).unwrap_or_default()
+}
+
+/// The eligible health states, validated: an unknown state is a configuration error (22023), not a silent miss.
+pub fn eligible_health() -> Vec<String> {
+    let raw = string_value(&ELIGIBLE_HEALTH);
+    let states: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    for state in &states {
+        if !HEALTH_STATES.contains(&state.as_str()) {
+            crate::errors::invalid_argument(
+                format!("chom.eligible_health contains unknown health state \"{state}\""),
+                "Use a comma-separated list of healthy, degraded, unhealthy, unknown (default: healthy,unknown).",
+            );
+        }
+    }
+    states
+}

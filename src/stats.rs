@@ -1,0 +1,138 @@
+//! Tenant statistics for the application, and recomputes from scratch: chom_tenant_stats(),
+//! chom_refresh_tenant(), chom_refresh_all().
+
+use crate::errors::{invalid_argument, raise};
+use crate::queries;
+use crate::target::{self, Target};
+use pgrx::datum::{DatumWithOid, Timestamp};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgOid, PgSqlErrorCode, Uuid};
+
+const UUID: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDOID);
+const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
+const INT4: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4OID);
+
+
+/// Whether this transaction may not write: a read-only transaction or a hot standby.
+pub fn read_only() -> bool {
+    // SAFETY: plain reads of backend-local state.
+    unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
+}
+
+fn ids_datum(ids: &[Uuid]) -> DatumWithOid<'static> {
+    ids.to_vec().into()
+}
+
+/// Locks the tenants (in id order) and recomputes their aggregates from their live sites; returns how many
+/// tenant rows were rewritten. Locking first means a concurrent writer's delta lands either before the
+/// recount (we waited for it) or after it (on top of it): none is lost.
+pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
+    Spi::connect_mut(|client| {
+        crate::plans::execute(client, &queries::sql(target, "lock_tenants", ""), &[UUID_ARRAY], &[ids_datum(ids)]);
+        let result =
+            crate::plans::execute(client, &queries::sql(target, "recount_tenants", ""), &[UUID_ARRAY], &[ids_datum(ids)]);
+        result.len() as i64
+    })
+}
+
+/// A tenant's live site count, storage (MB) and the time its aggregates were last recomputed from scratch —
+/// CHOM's getSiteCount() and getStorageUsedMb() in one indexed read. The triggers keep the values exact; when
+/// `cached_at` is older than `chom.stale_after` (default 5min) the tenant is recounted and stored first, as
+/// CHOM's cache did. In a read-only transaction or on a hot standby the recount is returned without being
+/// stored (`cached_at` then still says when values were last stored), never an error.
+/// An unknown tenant, or NULL, gives no row.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+pub fn chom_tenant_stats(tenant: Uuid) -> TableIterator<'static, (name!(sites_count, i32), name!(storage_mb, i64), name!(cached_at, Option<Timestamp>))> {
+    let target = target::require_installed();
+    let stale_after = crate::settings::STALE_AFTER_SECONDS.get();
+    let cached = Spi::connect_mut(|client| {
+        let rows = crate::plans::execute(
+            client,
+            &queries::sql(&target, "tenant_stats", ""),
+            &[UUID, INT4],
+            &[tenant.into(), stale_after.into()],
+        );
+        rows.into_iter().next().map(|row| {
+            (
+                row.get::<i32>(1).ok().flatten().unwrap_or(0),
+                row.get::<i64>(2).ok().flatten().unwrap_or(0),
+                row.get::<Timestamp>(3).ok().flatten(),
+                row.get::<bool>(4).ok().flatten().unwrap_or(true),
+            )
+        })
+    });
+    let Some((sites, storage, cached_at, stale)) = cached else {
+        return TableIterator::new(Vec::new());
+    };
+    if !stale {
+        return TableIterator::once((sites, storage, cached_at));
+    }
+    if read_only() {
+        let (sites, storage) = Spi::connect_mut(|client| {
+            let rows = crate::plans::execute(
+                client,
+                &queries::sql(&target, "tenant_live_stats", ""),
+                &[UUID_ARRAY],
+                &[ids_datum(&[tenant])],
+            );
+            let row = rows.first();
+            (row.get::<i32>(1).ok().flatten().unwrap_or(0), row.get::<i64>(2).ok().flatten().unwrap_or(0))
+        });
+        return TableIterator::once((sites, storage, cached_at));
+    }
+    recount(&target, &[tenant]);
+    chom_tenant_stats(tenant)
+}
+
+/// Recomputes one tenant's cached aggregates from its live sites and stamps `cached_at` (CHOM's
+/// updateCachedStats()). Safe while writers run: the tenant row is locked before the recount.
+/// Errors: NULL (22004), unknown tenant (P0002).
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_refresh_tenant(tenant: Option<Uuid>) {
+    let Some(tenant) = tenant else {
+        raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "tenant must not be NULL", Some("Pass a tenants.id."))
+    };
+    let target = target::require_installed();
+    if recount(&target, &[tenant]) == 0 {
+        raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("tenant {tenant} does not exist"),
+            Some("Pass an id from tenants.id."),
+        );
+    }
+}
+
+/// Recomputes every tenant's cached aggregates, `batch_size` tenants at a time in id order (each batch locked,
+/// recounted and stored in one statement), with a NOTICE per batch. Returns the number of tenants refreshed.
+/// Runs in the caller's transaction; row locks are held until it ends. batch_size must be 1..1000000 (22023).
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
+    let batch_size = match batch_size {
+        Some(n) if (1..=1_000_000).contains(&n) => n,
+        other => invalid_argument(
+            format!("batch_size must be between 1 and 1000000, not {}", other.map_or("NULL".into(), |n| n.to_string())),
+            "1000 (the default) keeps each batch's locks short.",
+        ),
+    };
+    let target = target::require_installed();
+    let total: i64 = crate::db::one(&format!("SELECT count(*) FROM {}", target.table("tenants")), &[])
+        .unwrap_or(0);
+    let batch_sql = queries::sql(&target, "tenant_batch", "");
+    let mut after: Option<Uuid> = None;
+    let mut done = 0i64;
+    loop {
+        let ids: Vec<Uuid> = Spi::connect_mut(|client| {
+            crate::plans::execute(client, &batch_sql, &[UUID, INT4], &[after.into(), batch_size.into()])
+                .first()
+                .get_one::<Vec<Uuid>>()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        });
+        let Some(last) = ids.last().copied() else { break };
+        done += recount(&target, &ids);
+        pgrx::notice!("chom_refresh_all: {done} of {total} tenants refreshed");
+        after = Some(last);
+    }
+    done
+}

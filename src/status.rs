@@ -1,0 +1,87 @@
+//! chom_status(): every object chom manages and the state it is in.
+
+use crate::catalog::{self, Named};
+use crate::target::{self, CACHED_COLUMNS};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+
+/// One row per managed object: `kind` (column, index, trigger, table), its `name` and `table_name`, its
+/// `state` — installed, missing, reused (an equivalent index serves; `detail` names it), invalid (e.g. an
+/// INVALID index left by a failed concurrent build), disabled (a trigger someone disabled: aggregates will
+/// drift) — and a `detail` saying what to do. Without CHOM's tables, one row says so.
+#[pg_extern(stable, parallel_safe)]
+pub fn chom_status() -> TableIterator<'static, (
+    name!(kind, String),
+    name!(name, String),
+    name!(table_name, String),
+    name!(state, String),
+    name!(detail, Option<String>),
+)> {
+    let Some(target) = target::installed().or_else(target::discover) else {
+        return TableIterator::once((
+            "schema".into(),
+            "tenants".into(),
+            "tenants".into(),
+            "missing".into(),
+            Some("no tenants table: run chom_install() once CHOM's tables exist".into()),
+        ));
+    };
+    let installed = target::installed().is_some();
+    let not_installed = || Some("run chom_install()".to_string());
+    let mut rows: Vec<(String, String, String, String, Option<String>)> = Vec::new();
+    for (column, _, _) in CACHED_COLUMNS {
+        let present = target::column_type(&target, "tenants", column).is_some();
+        let (state, detail) = match (present, installed) {
+            (true, true) => ("installed", None),
+            (true, false) => ("missing", Some("the column exists but chom does not maintain it: run chom_install()".into())),
+            (false, _) => ("missing", not_installed()),
+        };
+        rows.push(("column".into(), (*column).into(), "tenants".into(), state.into(), detail));
+    }
+    for index in catalog::managed_indexes(&target.extension_schema) {
+        let (state, detail) = if let Some(why) = index.missing_prerequisite(&target) {
+            ("missing".to_string(), Some(why))
+        } else {
+            match index.named(&target) {
+                Named::Index { valid: true, marked: true, .. } => ("installed".into(), None),
+                Named::Index { valid: true, .. } => ("reused".into(), Some(index.name.clone())),
+                Named::Index { valid: false, .. } => (
+                    "invalid".into(),
+                    Some("INVALID index (failed concurrent build): run chom_index_ddl() again or chom_install()".into()),
+                ),
+                Named::Other => ("missing".into(), Some(format!("another relation is named {}", index.name))),
+                Named::Absent => match index.equivalent(&target) {
+                    Some(equivalent) => ("reused".into(), Some(equivalent)),
+                    None => ("missing".into(), not_installed()),
+                },
+            }
+        };
+        rows.push(("index".into(), index.name.clone(), index.table.clone(), state, detail));
+    }
+    for trigger in catalog::TRIGGERS {
+        let (state, detail) = match trigger.enabled(&target) {
+            Some(true) => ("installed", None),
+            Some(false) => (
+                "disabled",
+                Some(format!(
+                    "aggregates drift while it is disabled: ALTER TABLE {} ENABLE TRIGGER {}, then SELECT chom_repair_drift()",
+                    target.table(trigger.table),
+                    trigger.name
+                )),
+            ),
+            None => ("missing", not_installed()),
+        };
+        rows.push(("trigger".into(), trigger.name.into(), trigger.table.into(), state.into(), detail));
+    }
+    let load_rows: i64 = crate::db::one(&format!("SELECT count(*) FROM {}.chom_vps_load", quote_identifier(&target.extension_schema)), &[])
+    .unwrap_or(0);
+    rows.push((
+        "table".into(),
+        "chom_vps_load".into(),
+        "vps_servers".into(),
+        if installed { "installed" } else { "missing" }.into(),
+        Some(format!("{load_rows} VPS rows")),
+    ));
+    TableIterator::new(rows)
+}
