@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# bench/run.sh: chom's benchmark. Starts a throwaway Postgres 15 server, loads a synthetic CHOM dataset on the
+# real schema, and measures with pgbench, on the same server and data:
+#   reads  : before (base schema) vs seed (the app's 20 indexes + live COUNT/SUM + withCount) vs chom
+#   writes : no trigger (chom uninstalled, seed indexes kept) vs the seed's recount row trigger vs chom
+# Prints a table and writes bench/out/report-<date>.md. Needs: Postgres 15 with chom installed
+# (/usr/lib/postgresql/15), sudo, and the unprivileged user chomtest to run the server as.
+#
+#   bench/run.sh --quick            20k sites, short runs: a few minutes
+#   bench/run.sh                    1M sites (load ~10 min), 3 runs of 5 s (reads) / 10 s (writes)
+# Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --port P  --keep (leave the data dir)
+#          --sync-commit off (default on: Postgres' default durability)  --out DIR
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+RUN_AS=${CHOM_TEST_USER:-chomtest}
+SITES=1000000 RUNS=3 READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out
+
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --sites) SITES=$2; shift ;;
+    --runs) RUNS=$2; shift ;;
+    --read-secs) READ_T=$2; shift ;;
+    --write-secs) WRITE_T=$2; shift ;;
+    --bulk) BULK=$2; shift ;;
+    --port) PORT=$2; shift ;;
+    --sync-commit) SYNC=$2; shift ;;
+    --keep) KEEP=1 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if ((QUICK)); then
+  SITES=20000; : "${READ_T:=2}" "${WRITE_T:=3}" "${BULK:=10000}"
+fi
+: "${READ_T:=5}" "${WRITE_T:=10}" "${BULK:=100000}"
+TENANTS=$((SITES / 5)); ORGS=$((TENANTS * 4 / 5))
+VPS=$((SITES / 500)); ((VPS < 20)) && VPS=20
+VPS_USED=$((VPS * 95 / 100))
+BIG=$((SITES / 200)); ((BIG < 50)) && BIG=50
+POOL=$((SITES < 50000 ? SITES : 50000))
+
+T0=$(date +%s)
+STAMP=$(date +%Y%m%d-%H%M%S)
+WORK=$(mktemp -d /tmp/chom-bench.XXXXXX)
+chmod 755 "$WORK"; chown "$RUN_AS" "$WORK"
+DATA=$WORK/data SOCK=$WORK/sock RES=$WORK/results.tsv LOG=$WORK/bench.log
+mkdir -p "$SOCK" "$OUT"; chown "$RUN_AS" "$SOCK"; : >"$RES"
+
+say() { printf '[%4ds] %s\n' $(($(date +%s) - T0)) "$*" | tee -a "$LOG"; }
+as_pg() { sudo -u "$RUN_AS" "$@"; }
+psql_() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U "$RUN_AS" "$@"; }
+db() { psql_ -d chom_bench "$@"; }
+val() { db -At -c "$1"; }
+
+stop_server() {
+  if [ -f "$DATA/postmaster.pid" ]; then as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null 2>&1 || true; fi
+  if ((KEEP)); then echo "data dir kept: $DATA (work dir $WORK)"; else rm -rf "$DATA"; fi
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------------------------
+say "server: initdb + start (Postgres 15, port $PORT, socket $SOCK, synchronous_commit=$SYNC)"
+as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 \
+  || as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1
+as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w \
+  -o "-p $PORT -k $SOCK -c listen_addresses= -c synchronous_commit=$SYNC" start >/dev/null
+psql_ -d postgres -c "CREATE DATABASE chom_bench" -c "CREATE DATABASE chom_bench_results"
+
+say "dataset: $SITES sites, $TENANTS tenants (biggest $BIG sites), $ORGS organizations, $VPS VPS"
+db -1 -f "$REPO/tests/fixtures/chom_schema.sql" >/dev/null
+db -v sites="$SITES" -v tenants="$TENANTS" -v orgs="$ORGS" -v vps="$VPS" -v vps_used="$VPS_USED" -v big="$BIG" \
+   -f "$HERE/sql/dataset.sql" 2>&1 | sed 's/^/    /' | tee -a "$LOG"
+say "dataset: VACUUM ANALYZE"
+db -c "VACUUM ANALYZE"
+LOAD_SECS=$(($(date +%s) - T0))
+read -r BIG_LIVE BIG_MB <<<"$(val "SELECT count(*), sum(storage_used_mb) FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL" | tr '|' ' ')"
+DATASET=$(val "SELECT string_agg(format('%s %s', relname, n_live_tup), ', ' ORDER BY n_live_tup DESC) FROM pg_stat_user_tables")
+DB_SIZE=$(val "SELECT pg_size_pretty(pg_database_size('chom_bench'))")
+say "dataset loaded in ${LOAD_SECS}s ($DB_SIZE): $DATASET"
+say "dataset: biggest tenant has $BIG_LIVE live sites; $(val "SELECT round(100.0 * count(*) FILTER (WHERE deleted_at IS NOT NULL) / count(*), 1) FROM sites")% of sites soft-deleted"
+
+# ---------------------------------------------------------------------------------------------------------------
+# pgbench <phase> <config> <test> <clients> <rep> <secs> <pgbench args...>: one timed run, appended to $RES.
+bench() {
+  local phase=$1 config=$2 test=$3 clients=$4 rep=$5 secs=$6; shift 6
+  local out
+  if ! out=$("$PGBIN/pgbench" -n -M prepared -h "$SOCK" -p "$PORT" -U "$RUN_AS" -c "$clients" -j "$clients" -T "$secs" \
+        -D tenants="$TENANTS" -D vps_used="$VPS_USED" -D pool="$POOL" "$@" chom_bench 2>&1); then
+    echo "$out" | tail -20 >&2; say "pgbench failed: $phase $config $test"; exit 1
+  fi
+  local tps lat failed
+  tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+  lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
+  failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$config" "$test" "$clients" "$rep" "$tps" "$lat" >>"$RES"
+  printf '    %-5s %-6s %-22s c=%s run %s: %10.1f tps %9.3f ms%s\n' "$phase" "$config" "$test" "$clients" "$rep" "$tps" "$lat" \
+    "$([ "${failed:-0}" != 0 ] && echo " ($failed failed)")" | tee -a "$LOG"
+}
+
+P=$HERE/pgbench
+read_phase() { # <config>
+  local config=$1 stats=$P/stats_live.sql pick=$P/pick_vps_seed.sql rep
+  if [ "$config" = chom ]; then stats=$P/stats_chom.sql pick=$P/pick_vps_chom.sql; fi
+  for ((rep = 1; rep <= RUNS; rep++)); do
+    bench read "$config" "pk read, biggest"     1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$P/pk_read.sql"
+    bench read "$config" "pk read, random"      1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/pk_read.sql"
+    bench read "$config" "tenant stats, biggest" 1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$stats"
+    bench read "$config" "tenant stats, random"  1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$stats"
+    bench read "$config" "pick vps"             1 "$rep" "$READ_T" -f "$pick"
+    bench read "$config" "list sites, random"   1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/list_sites.sql"
+  done
+}
+
+say "reads: before (base schema only)"
+read_phase before
+say "reads: seed (the application's 20 indexes, live COUNT/SUM, withCount)"
+db -f "$HERE/sql/seed_indexes.sql"
+db -c "ANALYZE"
+read_phase seed
+say "reads: chom (CREATE EXTENSION chom)"
+db -c "CREATE EXTENSION chom" 2>&1 | tee -a "$LOG"
+db -c "VACUUM ANALYZE"
+DRIFT0=$(val "SELECT (SELECT count(*) FROM chom_cache_drift()) || '/' || (SELECT count(*) FROM chom_vps_drift())")
+say "chom installed; drift tenants/vps = $DRIFT0"
+read_phase chom
+
+# ---------------------------------------------------------------------------------------------------------------
+say "writes: snapshot of the $POOL sampled sites (restored after every run)"
+db -c "CREATE TABLE bench_pool_orig AS SELECT id, storage_used_mb, deleted_at, status, updated_at FROM sites
+        WHERE id IN (SELECT md5('site' || g)::uuid FROM generate_series(1, $POOL) g)"
+db -c "ALTER TABLE bench_pool_orig ADD PRIMARY KEY (id)"
+CHECKS=()
+check_drift() { # <when>
+  local d
+  d=$(val "SELECT (SELECT count(*) FROM chom_cache_drift()) || '/' || (SELECT count(*) FROM chom_vps_drift())")
+  CHECKS+=("$1: chom_cache_drift/chom_vps_drift rows = $d")
+  say "  drift check ($1): tenants/vps rows = $d"
+}
+write_phase() { # <config>
+  local config=$1 rep ms
+  db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
+  for ((rep = 1; rep <= RUNS; rep++)); do
+    for c in 1 4; do
+      bench write "$config" "single-row mix" "$c" "$rep" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
+        -f "$P/w_insert.sql@5" -f "$P/w_update.sql@4" -f "$P/w_softdelete.sql@1"
+    done
+    for c in 1 4; do
+      bench write "$config" "insert, biggest tenant" "$c" "$rep" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
+    done
+    [ "$config" = chom ] && check_drift "chom, after pgbench writes of run $rep"
+    ms=$(db -v tenants="$TENANTS" -v vps_used="$VPS_USED" -v bulk="$BULK" -f "$HERE/sql/bulk_insert.sql" | sed -n 's/^BULK_MS //p')
+    printf '%s\t%s\t%s\t%s\t%s\t\t%s\n' write "$config" "bulk insert ${BULK} rows" 1 "$rep" "$ms" >>"$RES"
+    printf '    write %-6s %-22s     run %s: %10s    %9.1f ms\n' "$config" "bulk insert" "$rep" "" "$ms" | tee -a "$LOG"
+    # put the data back as it was (the seed trigger would recount once per restored row: switched off meanwhile)
+    [ "$config" = seed ] && db -c "ALTER TABLE sites DISABLE TRIGGER bench_seed_recount"
+    db -v pool="$POOL" -f "$HERE/sql/restore_writes.sql"
+    [ "$config" = seed ] && db -c "ALTER TABLE sites ENABLE TRIGGER bench_seed_recount"
+    db -c "VACUUM ANALYZE sites, tenants"
+  done
+  return 0
+}
+
+say "writes: none (chom_uninstall(): no trigger; the seed indexes stay, chom reused them)"
+db -c "SELECT * FROM chom_uninstall()" >/dev/null
+write_phase none
+say "writes: seed (recount row trigger, bench/sql/seed_recount_on.sql)"
+db -f "$HERE/sql/seed_recount_on.sql"
+write_phase seed
+db -f "$HERE/sql/seed_recount_off.sql"
+say "writes: chom (chom_install())"
+db -c "SELECT * FROM chom_install()" >/dev/null
+check_drift "chom, after chom_install()"
+write_phase chom
+check_drift "chom, after the restores (DELETE + UPDATE ... FROM, statement triggers)"
+SITES_NOW=$(val "SELECT count(*) FROM sites")
+[ "$SITES_NOW" = "$SITES" ] || say "WARNING: sites has $SITES_NOW rows, expected $SITES"
+
+# ---------------------------------------------------------------------------------------------------------------
+PGVER=$(val "SELECT version()")
+SETTINGS=$(val "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings
+                 WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'work_mem', 'max_wal_size', 'jit')")
+CHOM_VER=$(val "SELECT extversion FROM pg_extension WHERE extname = 'chom'")
+TOTAL_SECS=$(($(date +%s) - T0))
+REPORT=$OUT/report-$STAMP.md
+RSQL=(psql_ -d chom_bench_results -v res="$RES" -v bulk="$BULK")
+
+"${RSQL[@]}" -f "$HERE/sql/report.sql" >/dev/null
+cp "$RES" "$OUT/results-$STAMP.tsv"
+
+{
+  echo "# chom benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
+  echo
+  echo "- machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(uname -sr)"
+  echo "- Postgres: $PGVER; chom $CHOM_VER; server settings: $SETTINGS (all other settings default)"
+  echo "- scale: $SITES sites ($TENANTS tenants, biggest tenant $BIG_LIVE live sites / $BIG_MB MB; $VPS VPS), database $DB_SIZE, loaded in ${LOAD_SECS}s"
+  echo "- rows: $DATASET"
+  echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s), 1 and 4 clients for writes (-T $WRITE_T s);"
+  echo "  every figure is the median of $RUNS runs (runs interleaved across tests); bulk insert = one INSERT ... SELECT of $BULK"
+  echo "  sites over all tenants, timed inside a transaction that is rolled back. Ratios are chom / baseline in throughput"
+  echo "  (higher is better for chom) or chom / baseline in time for the bulk insert (lower is better)."
+  echo "- command: bench/run.sh $([ $QUICK = 1 ] && echo --quick) --sites $SITES --runs $RUNS; total time ${TOTAL_SECS}s"
+  echo
+  echo "## Targets"
+  echo
+  "${RSQL[@]}" -At -c "SELECT line FROM md_targets ORDER BY ord"
+  echo
+  echo "## Reads (median TPS / mean latency, 1 client)"
+  echo
+  "${RSQL[@]}" -At -c "SELECT line FROM md_reads ORDER BY ord"
+  echo
+  echo "## Writes (median TPS; bulk insert: median ms)"
+  echo
+  echo "none = chom uninstalled (no trigger, same seed indexes), seed = recount row trigger, chom = chom's statement triggers."
+  echo
+  "${RSQL[@]}" -At -c "SELECT line FROM md_writes ORDER BY ord"
+  echo
+  echo "## Checks"
+  echo
+  echo "- chom after CREATE EXTENSION: drift tenants/vps = $DRIFT0"
+  for c in "${CHECKS[@]}"; do echo "- $c"; done
+  echo "- sites rows at the end: $SITES_NOW (expected $SITES)"
+  echo
+  echo "Raw runs: results-$STAMP.tsv (phase, config, test, clients, run, tps, latency or bulk ms)."
+} >"$REPORT"
+
+echo
+"${RSQL[@]}" -c "SELECT * FROM term_reads" -c "SELECT * FROM term_writes" -c "SELECT * FROM term_targets"
+say "report: $REPORT"

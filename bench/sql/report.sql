@@ -1,0 +1,107 @@
+-- bench/sql/report.sql: loads run.sh's raw runs (:res, tab separated) into the results database and defines the
+-- views run.sh prints: term_* (terminal tables) and md_* (markdown lines). Figures are medians over the runs.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS res CASCADE;
+CREATE TABLE res (phase text, config text, test text, clients int, rep int, tps numeric, lat_ms numeric);
+COPY res FROM :'res' WITH (FORMAT csv, DELIMITER E'\t');
+
+CREATE VIEW med AS
+SELECT phase, config, test, clients, count(*) AS runs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)::numeric AS tps,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY lat_ms)::numeric AS lat
+  FROM res GROUP BY 1, 2, 3, 4;
+
+CREATE FUNCTION m(p text, c text, t text, n int, what text) RETURNS numeric LANGUAGE sql STABLE AS $$
+    SELECT CASE what WHEN 'tps' THEN tps ELSE lat END FROM med
+     WHERE phase = p AND config = c AND test = t AND clients = n
+$$;
+CREATE FUNCTION f(x numeric, digits int DEFAULT 1) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(to_char(round(x, digits), 'FM999999990' || CASE WHEN digits > 0 THEN '.' || repeat('0', digits) ELSE '' END), '-')
+$$;
+CREATE FUNCTION ratio(a numeric, b numeric) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN b > 0 THEN a / b END
+$$;
+
+CREATE VIEW reads AS
+SELECT o.ord, o.test,
+       m('read', 'before', o.test, 1, 'tps') AS b_tps, m('read', 'before', o.test, 1, 'lat') AS b_lat,
+       m('read', 'seed', o.test, 1, 'tps') AS s_tps, m('read', 'seed', o.test, 1, 'lat') AS s_lat,
+       m('read', 'chom', o.test, 1, 'tps') AS c_tps, m('read', 'chom', o.test, 1, 'lat') AS c_lat
+  FROM (VALUES (1, 'pk read, biggest'), (2, 'pk read, random'), (3, 'tenant stats, biggest'),
+               (4, 'tenant stats, random'), (5, 'pick vps'), (6, 'list sites, random')) o(ord, test);
+
+CREATE VIEW writes AS
+SELECT row_number() OVER (ORDER BY min(CASE WHEN test LIKE 'single%' THEN 1 WHEN test LIKE 'insert%' THEN 2 ELSE 3 END), test, clients) AS ord,
+       test, clients, test LIKE 'bulk%' AS is_bulk,
+       max(CASE config WHEN 'none' THEN coalesce(tps, lat) END) AS n_v,
+       max(CASE config WHEN 'seed' THEN coalesce(tps, lat) END) AS s_v,
+       max(CASE config WHEN 'chom' THEN coalesce(tps, lat) END) AS c_v
+  FROM med WHERE phase = 'write' GROUP BY test, clients;
+
+CREATE VIEW targets AS
+WITH r AS (SELECT * FROM reads), w AS (SELECT * FROM writes), pk AS (SELECT c_lat FROM r WHERE ord = 1)
+SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal,
+       CASE WHEN t.ratio IS NULL THEN 'n/a' WHEN (t.op = '>=' AND t.ratio >= t.limit_) OR (t.op = '<=' AND t.ratio <= t.limit_)
+            THEN 'PASS' ELSE 'MISS' END AS result
+  FROM (
+    SELECT 1, 'tenant stats, biggest tenant: chom vs live COUNT/SUM (seed)', f(s_tps) || ' tps', f(c_tps) || ' tps',
+           ratio(c_tps, s_tps), '>=', 20.0 FROM r WHERE ord = 3
+    UNION ALL
+    SELECT 2, 'tenant stats, biggest tenant: chom latency vs PK read', f(pk.c_lat, 3) || ' ms', f(r.c_lat, 3) || ' ms',
+           ratio(r.c_lat, pk.c_lat), '<=', 2.0 FROM r, pk WHERE ord = 3
+    UNION ALL
+    SELECT 3, 'pick VPS: chom_pick_vps() vs withCount query (seed)', f(s_tps) || ' tps', f(c_tps) || ' tps',
+           ratio(c_tps, s_tps), '>=', 50.0 FROM r WHERE ord = 5
+    UNION ALL
+    SELECT 4, 'pick VPS: chom latency vs PK read', f(pk.c_lat, 3) || ' ms', f(r.c_lat, 3) || ' ms',
+           ratio(r.c_lat, pk.c_lat), '<=', 3.0 FROM r, pk WHERE ord = 5
+    UNION ALL
+    SELECT 5, 'bulk insert (' || :'bulk' || ' rows): chom time vs no trigger', f(n_v) || ' ms', f(c_v) || ' ms',
+           ratio(c_v, n_v), '<=', 1.25 FROM w WHERE is_bulk
+    UNION ALL
+    SELECT 5 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs no trigger',
+           f(n_v) || ' tps', f(c_v) || ' tps', ratio(c_v, n_v), '>=', 0.70 FROM w WHERE NOT is_bulk
+    UNION ALL
+    SELECT 20 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs seed recount trigger',
+           f(s_v) || ' tps', f(c_v) || ' tps', ratio(c_v, s_v), '>=', 3.0 FROM w WHERE test LIKE 'insert, biggest%'
+  ) t(ord, target, baseline, measured, ratio, op, limit_)
+  CROSS JOIN LATERAL (SELECT t.op || ' ' || t.limit_ || 'x' AS goal) g;
+
+CREATE VIEW term_reads AS
+SELECT test AS "read (1 client)", f(b_tps) AS "before tps", f(b_lat, 3) AS "before ms", f(s_tps) AS "seed tps",
+       f(s_lat, 3) AS "seed ms", f(c_tps) AS "chom tps", f(c_lat, 3) AS "chom ms",
+       f(ratio(c_tps, s_tps), 2) || 'x' AS "chom/seed", f(ratio(c_tps, b_tps), 2) || 'x' AS "chom/before",
+       f(ratio(c_tps, (SELECT c_tps FROM reads WHERE ord = 1)), 2) || 'x' AS "chom/pk"
+  FROM reads ORDER BY ord;
+
+CREATE VIEW term_writes AS
+SELECT test AS "write", clients AS "clients", CASE WHEN is_bulk THEN 'ms' ELSE 'tps' END AS unit,
+       f(n_v) AS "none", f(s_v) AS "seed", f(c_v) AS "chom",
+       f(ratio(c_v, n_v), 2) || 'x' AS "chom/none", f(ratio(c_v, s_v), 2) || 'x' AS "chom/seed"
+  FROM writes ORDER BY ord;
+
+CREATE VIEW term_targets AS
+SELECT target, baseline, measured, f(ratio, 2) || 'x' AS ratio, goal, result FROM targets ORDER BY ord;
+
+CREATE VIEW md_targets AS
+SELECT 0 AS ord, '| target | baseline | chom | ratio | goal | result |' AS line
+UNION ALL SELECT 1, '|---|---:|---:|---:|---|---|'
+UNION ALL SELECT 10 + row_number() OVER (ORDER BY ord),
+       format('| %s | %s | %s | %s | %s | **%s** |', target, baseline, measured, f(ratio, 2) || 'x', goal, result)
+  FROM targets;
+
+CREATE VIEW md_reads AS
+SELECT 0 AS ord, '| read | before tps | before ms | seed tps | seed ms | chom tps | chom ms | chom/seed | chom/before | chom/PK read |' AS line
+UNION ALL SELECT 1, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+UNION ALL SELECT 10 + ord, format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |', test, f(b_tps), f(b_lat, 3), f(s_tps), f(s_lat, 3),
+       f(c_tps), f(c_lat, 3), f(ratio(c_tps, s_tps), 2) || 'x', f(ratio(c_tps, b_tps), 2) || 'x',
+       f(ratio(c_tps, (SELECT c_tps FROM reads WHERE ord = 1)), 2) || 'x')
+  FROM reads;
+
+CREATE VIEW md_writes AS
+SELECT 0 AS ord, '| write | clients | unit | none | seed | chom | chom/none | chom/seed |' AS line
+UNION ALL SELECT 1, '|---|---:|---|---:|---:|---:|---:|---:|'
+UNION ALL SELECT 10 + ord, format('| %s | %s | %s | %s | %s | %s | %s | %s |', test, clients, CASE WHEN is_bulk THEN 'ms' ELSE 'tps' END,
+       f(n_v), f(s_v), f(c_v), f(ratio(c_v, n_v), 2) || 'x', f(ratio(c_v, s_v), 2) || 'x')
+  FROM writes;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite on Postgres 15, 16, 17 and 18 (or those named in CHOM_PG_VERSIONS, e.g. "15 18"):
+# for each build, the #[pg_test]s (cargo pgrx test), then chom installed into that build and the integration
+# tests in tests/ run over real connections against servers they start themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+. "${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env"
+TEST_USER=${CHOM_TEST_USER:-chomtest}
+versions=${CHOM_PG_VERSIONS:-15 16 17 18}
+summary=()
+for v in $versions; do
+  config_var="PG${v}_CONFIG"; pg_config=${!config_var}
+  echo "=== Postgres $v ($("$pg_config" --version)): cargo pgrx test"
+  pgdata=/tmp/chom-pgrx-$v
+  rm -rf "$pgdata"; mkdir -p "$pgdata"; chown "$TEST_USER" "$pgdata" 2>/dev/null || true
+  cargo pgrx test "pg$v" --runas "$TEST_USER" --pgdata "$pgdata" 2>&1 | tee "/tmp/chom-test-pg$v.log" | grep -E "^test |test result|panicked|error" || true
+  grep -q "test result: ok" "/tmp/chom-test-pg$v.log" && ! grep -q "test result: FAILED" "/tmp/chom-test-pg$v.log" \
+    || { echo "pg_test failed on Postgres $v: see /tmp/chom-test-pg$v.log"; tail -80 "/tmp/chom-test-pg$v.log"; exit 1; }
+  echo "=== Postgres $v: integration tests"
+  cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
+    || { cat /tmp/chom-install-pg$v.log; exit 1; }
+  CHOM_PG_CONFIG="$pg_config" cargo test --test integration -- --test-threads 2
+  summary+=("pg$v ok")
+done
+echo "=== all green: ${summary[*]}"

@@ -1,0 +1,185 @@
+//! A throwaway Postgres server per test, started from the build named by CHOM_PG_CONFIG (default: Debian's
+//! Postgres 15), with chom already installed into that build by the test script. As root, the server runs as
+//! the unprivileged user CHOM_TEST_USER (default chomtest), since Postgres refuses to run as root.
+
+#![allow(dead_code)]
+
+use postgres::{Client, NoTls};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const CHOM_SCHEMA: &str = include_str!("../fixtures/chom_schema.sql");
+pub const DATASET: &str = include_str!("../fixtures/dataset.sql");
+
+pub struct Server {
+    pub bindir: PathBuf,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
+
+fn test_user() -> String {
+    std::env::var("CHOM_TEST_USER").unwrap_or_else(|_| "chomtest".into())
+}
+
+fn checked(output: std::io::Result<Output>, what: &str) -> Output {
+    let output = output.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20000 + (std::process::id() % 2000) * 10;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::SeqCst)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Server {
+    /// Starts a fresh cluster; it is stopped and removed when the Server is dropped.
+    pub fn start() -> Server {
+        let pg_config = std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+        let bindir = checked(Command::new(&pg_config).arg("--bindir").output(), "pg_config --bindir");
+        let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
+        let port = free_port();
+        let dir = PathBuf::from(format!("/tmp/chom-it-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = Server { bindir, dir, port };
+        if is_root() {
+            checked(Command::new("chown").arg(test_user()).arg(&server.dir).output(), "chown");
+        }
+        server.as_server_user(&["initdb", "-D", "data", "-A", "trust", "-U", "postgres", "--no-sync"], "initdb");
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses='' -c fsync=off -c max_connections=60 -c max_prepared_transactions=10",
+            server.dir.display()
+        );
+        server.as_server_user(&["pg_ctl", "-D", "data", "-l", "log", "-w", "-o", &options, "start"], "pg_ctl start");
+        server
+    }
+
+    fn as_server_user(&self, args: &[&str], what: &str) -> Output {
+        let program = self.bindir.join(args[0]);
+        let mut command = if is_root() {
+            let mut c = Command::new("sudo");
+            c.arg("-u").arg(test_user()).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        command.args(&args[1..]).current_dir(&self.dir);
+        checked(command.output(), what)
+    }
+
+    pub fn connect(&self, database: &str) -> Client {
+        Client::configure()
+            .host_path(&self.dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(database)
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("connect to {database}: {e}"))
+    }
+
+    /// Creates a database and returns a connection to it.
+    pub fn create_database(&self, name: &str) -> Client {
+        self.connect("postgres").batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.connect(name)
+    }
+
+    /// A database with CHOM's schema and the test dataset, without chom.
+    pub fn chom_database(&self, name: &str) -> Client {
+        let mut client = self.create_database(name);
+        client.batch_execute(CHOM_SCHEMA).unwrap();
+        client.batch_execute(DATASET).unwrap();
+        client
+    }
+
+    /// Runs one of the build's client programs (pg_dump, pg_restore, psql) against this server.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Output {
+        let output = Command::new(self.bindir.join(program))
+            .arg("-h")
+            .arg(&self.dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-U")
+            .arg("postgres")
+            .args(args)
+            .output();
+        checked(output, program)
+    }
+
+    pub fn schema_dump(&self, database: &str) -> String {
+        let out = self.tool("pg_dump", &["--schema-only", "--no-owner", "-d", database]);
+        // newer pg_dump releases wrap the script in \restrict <random key>: not part of the schema
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new(if is_root() { "sudo" } else { "env" })
+            .args(if is_root() { vec!["-u".to_string(), test_user()] } else { vec![] })
+            .arg(self.bindir.join("pg_ctl"))
+            .args(["-D", "data", "-m", "immediate", "stop"])
+            .current_dir(&self.dir)
+            .output();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Tenants whose cached aggregates differ from an independent recount (not chom's own drift check).
+pub fn drifted_tenants(client: &mut Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM tenants t CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(s.storage_used_mb), 0) AS mb \
+             FROM sites s WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) live \
+             WHERE (t.cached_sites_count, t.cached_storage_mb) IS DISTINCT FROM (live.n, live.mb)",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// VPSes whose maintained live-site count differs from an independent recount.
+pub fn drifted_vps(client: &mut Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM vps_servers v LEFT JOIN chom_vps_load l ON l.vps_id = v.id \
+             WHERE l.live_sites IS DISTINCT FROM (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+pub fn scalar_i64(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
