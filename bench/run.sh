@@ -46,6 +46,12 @@ BIG=$((SITES / 200)); ((BIG < 50)) && BIG=50
 POOL=$((SITES < 50000 ? SITES : 50000))
 
 T0=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+SO=$("$PGBIN/pg_config" --pkglibdir)/chom.so
+so_id() { stat -c '%s bytes, modified %y' "$SO" 2>/dev/null | sed 's/\.[0-9]* / /'; }
+SO_START=$(so_id)
+SO_KIND=$(file -b "$SO" | grep -q 'with debug_info' && [ "$(stat -c %s "$SO")" -gt 20000000 ] \
+          && echo "DEBUG build (unoptimised; rebuild with cargo pgrx install --release for meaningful chom figures)" || echo "release build")
 STAMP=$(date +%Y%m%d-%H%M%S)
 WORK=$(mktemp -d /tmp/chom-bench.XXXXXX)
 chmod 755 "$WORK"; chown "$RUN_AS" "$WORK"
@@ -66,6 +72,7 @@ trap stop_server EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------------------------
+say "chom.so: $SO_KIND; load average $LOAD_START"
 say "server: initdb + start (Postgres 15, port $PORT, socket $SOCK, synchronous_commit=$SYNC)"
 as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 \
   || as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1
@@ -188,6 +195,10 @@ SETTINGS=$(val "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), 
                  WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'work_mem', 'max_wal_size', 'jit')")
 CHOM_VER=$(val "SELECT extversion FROM pg_extension WHERE extname = 'chom'")
 TOTAL_SECS=$(($(date +%s) - T0))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+SO_END=$(so_id)
+SO_NOTE="$SO: $SO_KIND, $SO_START"
+[ "$SO_START" = "$SO_END" ] || SO_NOTE="$SO_NOTE; WARNING: replaced during the run (now $SO_END): backends started after that ran the new build"
 REPORT=$OUT/report-$STAMP.md
 RSQL=(psql_ -d chom_bench_results -v res="$RES" -v bulk="$BULK")
 
@@ -199,6 +210,8 @@ cp "$RES" "$OUT/results-$STAMP.tsv"
   echo
   echo "- machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(uname -sr)"
   echo "- Postgres: $PGVER; chom $CHOM_VER; server settings: $SETTINGS (all other settings default)"
+  echo "- chom library: $SO_NOTE"
+  echo "- load average (1/5/15 min) at start: $LOAD_START, at end: $LOAD_END (other work on the machine skews figures)"
   echo "- scale: $SITES sites ($TENANTS tenants, biggest tenant $BIG_LIVE live sites / $BIG_MB MB; $VPS VPS), database $DB_SIZE, loaded in ${LOAD_SECS}s"
   echo "- rows: $DATASET"
   echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s), 1 and 4 clients for writes (-T $WRITE_T s);"

@@ -21,7 +21,7 @@ for v in $versions; do
   echo "=== Postgres $v: integration tests"
   cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
     || { cat /tmp/chom-install-pg$v.log; exit 1; }
-  CHOM_PG_CONFIG="$pg_config" cargo test --test integration -- --test-threads 2
+  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration -- --test-threads 2
   summary+=("pg$v ok")
 done
 echo "=== all green: ${summary[*]}"

@@ -21,9 +21,20 @@ ALTER FUNCTION chom_pick_vps(integer, integer, text, text) SECURITY DEFINER SET 
 -- Install on CHOM's tables right away when they exist. When they don't (an empty database, or pg_restore,
 -- which creates extensions before tables), only chom's functions are installed: CREATE EXTENSION must never
 -- fail a restore.
+-- SET chom.install_on_create = off before CREATE EXTENSION defers it (the online path: chom_index_ddl() first).
 DO $chom$
+DECLARE
+    summary text;
 BEGIN
-    PERFORM @extschema@.chom_install();
+    IF NOT coalesce(current_setting('chom.install_on_create', true), 'on')::boolean THEN
+        RAISE NOTICE 'chom: only chom''s functions were installed (chom.install_on_create is off)'
+            USING HINT = 'Build the indexes with SELECT s FROM chom_index_ddl() s \gexec, then run SELECT * FROM chom_install();';
+        RETURN;
+    END IF;
+    SELECT string_agg(format('%s %s', n, action), ', ' ORDER BY action) INTO summary
+      FROM (SELECT split_part(action, ' ', 1) AS action, count(*) AS n FROM @extschema@.chom_install() GROUP BY 1) done;
+    RAISE NOTICE 'chom: installed on CHOM''s tables: %', summary
+        USING HINT = 'SELECT * FROM chom_status() lists every object chom manages.';
 EXCEPTION WHEN undefined_table OR undefined_column THEN
     RAISE NOTICE 'chom: only chom''s functions were installed: %', SQLERRM
         USING HINT = 'Once CHOM''s tables exist, run SELECT * FROM chom_install();';

@@ -14,6 +14,11 @@ pub static ELIGIBLE_HEALTH: GucSetting<Option<std::ffi::CString>> =
 /// `tenants` (read by chom_install() only; later calls use the schema recorded at install).
 pub static TARGET_SCHEMA: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
 
+/// `chom.install_on_create`: whether CREATE EXTENSION installs on CHOM's tables right away (default on). Off is
+/// the online path: build the indexes with chom_index_ddl() first, then run chom_install(). Read by
+/// sql/finalize.sql; registered here so that it is validated and shown by SHOW.
+pub static INSTALL_ON_CREATE: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub const HEALTH_STATES: [&str; 4] = ["healthy", "degraded", "unhealthy", "unknown"];
 
 pub fn register() {
@@ -32,6 +37,14 @@ pub fn register() {
         c"Comma-separated vps_servers.health_status values that chom_pick_vps() treats as eligible.",
         c"Any of healthy, degraded, unhealthy, unknown. CHOM's healthy() scope is healthy,unknown.",
         &ELIGIBLE_HEALTH,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"chom.install_on_create",
+        c"Whether CREATE EXTENSION chom installs on CHOM's tables right away.",
+        c"Off: only chom's functions; build indexes with chom_index_ddl(), then run chom_install().",
+        &INSTALL_ON_CREATE,
         GucContext::Userset,
         GucFlags::default(),
     );

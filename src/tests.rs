@@ -10,13 +10,19 @@ mod tests {
     const CHOM_SCHEMA: &str = include_str!("../tests/fixtures/chom_schema.sql");
     const SMALL_DATA: &str = include_str!("../tests/fixtures/small_data.sql");
 
-    fn load_schema() {
-        Spi::run(CHOM_SCHEMA).expect("CHOM schema loads");
+    /// pg_temp.sqlstate_of(statement): the SQLSTATE a statement fails with (NULL when it succeeds), run in a
+    /// subtransaction so the test's transaction goes on.
+    fn define_sqlstate_of() {
         Spi::run(
             "CREATE FUNCTION pg_temp.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$ \
              BEGIN EXECUTE statement; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
         )
         .expect("helper");
+    }
+
+    fn load_schema() {
+        Spi::run(CHOM_SCHEMA).expect("CHOM schema loads");
+        define_sqlstate_of();
     }
 
     fn install_with_data() {
@@ -62,11 +68,7 @@ mod tests {
 
     #[pg_test]
     fn without_chom_tables_install_refuses_with_undefined_table() {
-        Spi::run(
-            "CREATE FUNCTION pg_temp.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$ \
-             BEGIN EXECUTE statement; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
-        )
-        .unwrap();
+        define_sqlstate_of();
         assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("42P01"));
         assert_eq!(sqlstate("SELECT chom_pick_vps()").as_deref(), Some("55000"));
     }
@@ -200,11 +202,7 @@ mod tests {
 
     #[pg_test]
     fn a_schema_without_uuid_keys_is_refused() {
-        Spi::run(
-            "CREATE FUNCTION pg_temp.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$ \
-             BEGIN EXECUTE statement; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
-        )
-        .unwrap();
+        define_sqlstate_of();
         Spi::run("CREATE TABLE tenants (id bigint PRIMARY KEY); CREATE TABLE vps_servers (id bigint PRIMARY KEY); CREATE TABLE sites (id bigint PRIMARY KEY, tenant_id bigint, vps_id bigint, storage_used_mb bigint, deleted_at timestamp)").unwrap();
         let state = sqlstate("SELECT * FROM chom_install()");
         assert!(matches!(state.as_deref(), Some("42804") | Some("42703") | Some("42P16")), "got {state:?}");
