@@ -19,9 +19,18 @@ for v in $versions; do
   grep -q "test result: ok" "/tmp/chom-test-pg$v.log" && ! grep -q "test result: FAILED" "/tmp/chom-test-pg$v.log" \
     || { echo "pg_test failed on Postgres $v: see /tmp/chom-test-pg$v.log"; tail -80 "/tmp/chom-test-pg$v.log"; exit 1; }
   echo "=== Postgres $v: integration tests"
+  upgrade_from=""
+  if [[ " ${CHOM_UPGRADE_VERSIONS:-15 18} " == *" $v "* ]]; then
+    upgrade_from=$(awk '!/^#/ { v = $1 } END { print v }' scripts/releases)
+    bash scripts/install-release.sh "$upgrade_from" "$pg_config" "$v"
+  fi
   cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
     || { cat /tmp/chom-install-pg$v.log; exit 1; }
   CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration -- --test-threads 2
+  if [ -n "$upgrade_from" ]; then
+    echo "=== Postgres $v: upgrade test from $upgrade_from"
+    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$upgrade_from" cargo test --features integration --test upgrade
+  fi
   summary+=("pg$v ok")
 done
 echo "=== all green: ${summary[*]}"

@@ -142,3 +142,37 @@ SELECT v.id, v.hostname::text, coalesce(l.live_sites, 0)::bigint,
   FROM {vps_servers} v
   LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
  ORDER BY coalesce(l.live_sites, 0), v.id
+
+-- name: index_usage
+-- The indexes serving chom's catalogue (chom's own, or the equivalent it reused) with their usage, then the
+-- other indexes a chom index makes redundant: non-unique, key columns a strict left prefix of a chom index's.
+WITH serving AS (
+    SELECT coalesce(i.reused_index, m.name) AS index_name, m.table_name, m.key_columns
+      FROM {chom}.chom_managed_index m
+      JOIN {chom}.chom_installed i ON i.kind = 'index' AND i.name = m.name
+),
+indexes AS (
+    SELECT c.relname::text AS index_name, t.relname::text AS table_name,
+           coalesce(s.idx_scan, 0) AS scans, coalesce(s.idx_tup_read, 0) AS tuples_read,
+           pg_catalog.pg_relation_size(c.oid) AS size_bytes, x.indisunique,
+           {chom}.chom_index_key_columns(c.oid) AS keys
+      FROM pg_catalog.pg_index x
+      JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+      JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+      JOIN {chom}.chom_installed target ON target.kind = 'schema' AND target.name = n.nspname
+      LEFT JOIN pg_catalog.pg_stat_all_indexes s ON s.indexrelid = c.oid
+)
+SELECT i.index_name, i.table_name, i.scans, i.tuples_read, i.size_bytes, i.scans = 0, NULL::text
+  FROM indexes i
+  JOIN serving s ON s.index_name = i.index_name AND s.table_name = i.table_name
+UNION ALL
+SELECT i.index_name, i.table_name, i.scans, i.tuples_read, i.size_bytes, i.scans = 0, min(s.index_name)
+  FROM indexes i
+  JOIN serving s ON s.table_name = i.table_name
+ WHERE NOT i.indisunique
+   AND i.index_name NOT IN (SELECT index_name FROM serving)
+   AND cardinality(i.keys) < cardinality(s.key_columns)
+   AND s.key_columns[1:cardinality(i.keys)] = i.keys
+ GROUP BY 1, 2, 3, 4, 5, 6
+ ORDER BY 7 NULLS FIRST, 2, 1

@@ -85,3 +85,39 @@ pub fn chom_status() -> TableIterator<'static, (
     ));
     TableIterator::new(rows)
 }
+
+/// Usage of the indexes serving chom's catalogue (chom's own, or the equivalent index it reused): scans and
+/// tuples read since the statistics were reset, size, and `unused` when never scanned; then every other index
+/// that a chom index makes redundant (a non-unique index whose key columns are a left prefix of a chom
+/// index's), with `redundant_with` naming it — a candidate to drop after checking the application's queries.
+#[pg_extern(stable, parallel_safe)]
+pub fn chom_index_usage() -> TableIterator<
+    'static,
+    (
+        name!(index_name, String),
+        name!(table_name, String),
+        name!(scans, i64),
+        name!(tuples_read, i64),
+        name!(size_bytes, i64),
+        name!(unused, bool),
+        name!(redundant_with, Option<String>),
+    ),
+> {
+    let target = target::require_installed();
+    let rows: Vec<_> = Spi::connect(|client| {
+        crate::errors::spi(client.select(&crate::queries::sql(&target, "index_usage", ""), None, &[]), "index usage")
+            .map(|row| {
+                (
+                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                    row.get::<String>(2).ok().flatten().unwrap_or_default(),
+                    row.get::<i64>(3).ok().flatten().unwrap_or(0),
+                    row.get::<i64>(4).ok().flatten().unwrap_or(0),
+                    row.get::<i64>(5).ok().flatten().unwrap_or(0),
+                    row.get::<bool>(6).ok().flatten().unwrap_or(false),
+                    row.get::<String>(7).ok().flatten(),
+                )
+            })
+            .collect()
+    });
+    TableIterator::new(rows)
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds a released chom version from its commit (scripts/releases) and installs it into a Postgres build, so
+# that the upgrade test can CREATE EXTENSION chom VERSION '<it>' and then ALTER EXTENSION chom UPDATE.
+# Usage: scripts/install-release.sh <version> <pg_config> <pg major>
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=$1 pg_config=$2 major=$3
+commit=$(awk -v v="$version" '$1 == v { print $2 }' scripts/releases)
+[ -n "$commit" ] || { echo "no release $version in scripts/releases" >&2; exit 1; }
+src=target/releases/chom-$version
+if [ ! -f "$src/Cargo.toml" ]; then
+  rm -rf "$src" && mkdir -p "$src"
+  git archive "$commit" | tar -x -C "$src"
+fi
+# its own target dir: the release and the working tree are different builds of the same crate
+(cd "$src" && CARGO_TARGET_DIR="$PWD/../target" cargo pgrx install --pg-config "$pg_config" \
+  --no-default-features --features "pg$major") >"/tmp/chom-release-$version-pg$major.log" 2>&1 \
+  || { tail -40 "/tmp/chom-release-$version-pg$major.log"; exit 1; }
+echo "installed chom $version ($commit) into Postgres $major"
