@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on Postgres 15, 16, 17 and 18 (or those named in CHOM_PG_VERSIONS, e.g. "15 18"):
-# for each build, the #[pg_test]s (cargo pgrx test), then chom installed into that build and the integration
-# tests in tests/ run over real connections against servers they start themselves.
+# for each build, the #[pg_test]s (cargo pgrx test); on 15 and 18 the upgrade test (the previous release built
+# from its commit and used, then this version installed over it and ALTER EXTENSION chom UPDATE); then chom
+# installed into that build, the integration tests in tests/ over real connections against servers they start
+# themselves, and the isolation specs (pg_isolation_regress) of tests/isolation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,19 +20,25 @@ for v in $versions; do
   cargo pgrx test "pg$v" --runas "$TEST_USER" --pgdata "$pgdata" 2>&1 | tee "/tmp/chom-test-pg$v.log" | grep -E "^test |test result|panicked|error" || true
   grep -q "test result: ok" "/tmp/chom-test-pg$v.log" && ! grep -q "test result: FAILED" "/tmp/chom-test-pg$v.log" \
     || { echo "pg_test failed on Postgres $v: see /tmp/chom-test-pg$v.log"; tail -80 "/tmp/chom-test-pg$v.log"; exit 1; }
-  echo "=== Postgres $v: integration tests"
   upgrade_from=""
   if [[ " ${CHOM_UPGRADE_VERSIONS:-15 18} " == *" $v "* ]]; then
-    upgrade_from=$(awk '!/^#/ { v = $1 } END { print v }' scripts/releases)
+    upgrade_from=$(awk 'NF && !/^#/ { v = $1 } END { print v }' scripts/releases)
+    echo "=== Postgres $v: upgrade test from $upgrade_from, before (the release installed)"
     bash scripts/install-release.sh "$upgrade_from" "$pg_config" "$v"
+    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$upgrade_from" CHOM_UPGRADE_PHASE=before \
+      cargo test --features integration --test upgrade
   fi
   cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
     || { cat /tmp/chom-install-pg$v.log; exit 1; }
-  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration -- --test-threads 2
   if [ -n "$upgrade_from" ]; then
-    echo "=== Postgres $v: upgrade test from $upgrade_from"
-    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$upgrade_from" cargo test --features integration --test upgrade
+    echo "=== Postgres $v: upgrade test, after (this version installed over it)"
+    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$upgrade_from" CHOM_UPGRADE_PHASE=after \
+      cargo test --features integration --test upgrade
   fi
+  echo "=== Postgres $v: integration tests"
+  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration -- --test-threads 2
+  echo "=== Postgres $v: isolation specs"
+  bash scripts/isolation.sh "$pg_config"
   summary+=("pg$v ok")
 done
 echo "=== all green: ${summary[*]}"

@@ -15,3 +15,28 @@ CREATE FUNCTION chom_index_usage() RETURNS TABLE (
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'chom_index_usage_wrapper';
+
+-- chom_pick_vps() without a join: chom_vps_load keeps a copy of the VPS attributes the pick filters on, kept by
+-- a new UPDATE trigger on vps_servers, and a partial index over active shared VPSes replaces the full one.
+ALTER TABLE chom_vps_load
+    ADD COLUMN status text,
+    ADD COLUMN allocation_type text,
+    ADD COLUMN health_status text,
+    ADD COLUMN spec_memory_mb integer,
+    ADD COLUMN spec_disk_gb integer,
+    ADD COLUMN region text,
+    ADD COLUMN provider text;
+DROP INDEX chom_vps_load_least_loaded;
+CREATE INDEX chom_vps_load_pick ON chom_vps_load (live_sites, vps_id)
+    WHERE status = 'active' AND allocation_type = 'shared';
+
+-- Where chom is installed on CHOM's tables: add the new trigger (chom_install() is idempotent) and fill the
+-- copied attributes (chom_repair_drift() reports and recounts every VPS whose copy is stale).
+DO $chom$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.chom_installed WHERE kind = 'schema') THEN
+        PERFORM @extschema@.chom_install();
+        PERFORM @extschema@.chom_repair_drift();
+    END IF;
+END
+$chom$;

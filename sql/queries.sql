@@ -48,7 +48,15 @@ UPDATE {tenants} t
  WHERE t.id = d.id
 
 -- name: apply_vps_deltas
--- One statement's net change of live sites per VPS; rows go in id order, so their locks do too.
+-- One statement's net change of live sites per VPS; rows go in id order, so their locks do too. Every VPS has
+-- a row (chom_vps_registry adds them); a VPS without one is counted by upsert_vps_deltas instead.
+UPDATE {chom}.chom_vps_load l
+   SET live_sites = l.live_sites + d.sites
+  FROM (SELECT * FROM unnest($1::uuid[], $2::integer[]) AS u(id, sites) ORDER BY u.id) d
+ WHERE l.vps_id = d.id
+RETURNING l.vps_id
+
+-- name: upsert_vps_deltas
 INSERT INTO {chom}.chom_vps_load AS l (vps_id, live_sites)
 SELECT d.id, d.sites FROM unnest($1::uuid[], $2::integer[]) AS d(id, sites) ORDER BY d.id
     ON CONFLICT (vps_id) DO UPDATE SET live_sites = l.live_sites + excluded.live_sites
@@ -62,10 +70,21 @@ UPDATE {tenants} SET cached_sites_count = 0, cached_storage_mb = 0
 UPDATE {chom}.chom_vps_load SET live_sites = 0 WHERE live_sites <> 0
 
 -- name: register_vps
--- New VPSes start with no sites.
-INSERT INTO {chom}.chom_vps_load (vps_id, live_sites)
-SELECT d.id, 0 FROM unnest($1::uuid[]) AS d(id) ORDER BY d.id
-    ON CONFLICT (vps_id) DO NOTHING
+-- New or changed VPSes: copy the attributes chom_pick_vps() filters on (rows that did not change are not
+-- rewritten, so a health-check timestamp update costs nothing here). New VPSes start with no sites.
+INSERT INTO {chom}.chom_vps_load AS l
+       (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
+SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
+  FROM {vps_servers} v
+ WHERE v.id = ANY ($1::uuid[])
+ ORDER BY v.id
+    ON CONFLICT (vps_id) DO UPDATE
+   SET status = excluded.status, allocation_type = excluded.allocation_type, health_status = excluded.health_status,
+       spec_memory_mb = excluded.spec_memory_mb, spec_disk_gb = excluded.spec_disk_gb,
+       region = excluded.region, provider = excluded.provider
+ WHERE (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
+       IS DISTINCT FROM (excluded.status, excluded.allocation_type, excluded.health_status,
+                         excluded.spec_memory_mb, excluded.spec_disk_gb, excluded.region, excluded.provider)
 
 -- name: forget_vps
 DELETE FROM {chom}.chom_vps_load WHERE vps_id = ANY ($1::uuid[])
@@ -74,33 +93,42 @@ DELETE FROM {chom}.chom_vps_load WHERE vps_id = ANY ($1::uuid[])
 DELETE FROM {chom}.chom_vps_load
 
 -- name: recount_vps
--- Recomputes chom_vps_load for the VPSes in $1 (every VPS when NULL).
+-- Recomputes chom_vps_load (count and attributes) for the VPSes in $1 (every VPS when NULL).
 WITH live AS (
     SELECT s.vps_id, count(*) AS sites_count
       FROM {sites} s
      WHERE s.deleted_at IS NULL AND s.vps_id IS NOT NULL AND ($1::uuid[] IS NULL OR s.vps_id = ANY ($1::uuid[]))
      GROUP BY s.vps_id
 )
-INSERT INTO {chom}.chom_vps_load AS l (vps_id, live_sites)
-SELECT v.id, coalesce(live.sites_count, 0)
+INSERT INTO {chom}.chom_vps_load AS l
+       (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
+SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.health_status,
+       v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
   FROM {vps_servers} v
   LEFT JOIN live ON live.vps_id = v.id
  WHERE $1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])
  ORDER BY v.id
-    ON CONFLICT (vps_id) DO UPDATE SET live_sites = excluded.live_sites
+    ON CONFLICT (vps_id) DO UPDATE
+   SET live_sites = excluded.live_sites, status = excluded.status, allocation_type = excluded.allocation_type,
+       health_status = excluded.health_status, spec_memory_mb = excluded.spec_memory_mb,
+       spec_disk_gb = excluded.spec_disk_gb, region = excluded.region, provider = excluded.provider
 
 -- name: forget_gone_vps
 DELETE FROM {chom}.chom_vps_load l WHERE NOT EXISTS (SELECT FROM {vps_servers} v WHERE v.id = l.vps_id)
 
 -- name: vps_drift
--- VPSes whose maintained live-site count differs from a recount (a missing row counts as drift).
+-- VPSes whose maintained live-site count differs from a recount (a missing row counts as drift; so does a
+-- stale copy of the attributes chom_pick_vps() filters on, reported with the count unchanged).
 SELECT v.id, l.live_sites::bigint, count(s.id) FILTER (WHERE s.deleted_at IS NULL)
   FROM {vps_servers} v
   LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
   LEFT JOIN {sites} s ON s.vps_id = v.id
  WHERE $1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])
- GROUP BY v.id, l.live_sites
+ GROUP BY v.id, l.vps_id
 HAVING l.live_sites IS DISTINCT FROM count(s.id) FILTER (WHERE s.deleted_at IS NULL)
+    OR (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
+       IS DISTINCT FROM (v.status::text, v.allocation_type::text, v.health_status::text, v.spec_memory_mb,
+                         v.spec_disk_gb, v.region::text, v.provider::text)
  ORDER BY v.id
 
 -- name: tenant_batch
@@ -122,16 +150,15 @@ WITH live AS ({live_sites})
 SELECT coalesce((SELECT sites_count FROM live), 0)::integer, coalesce((SELECT storage_mb FROM live), 0)::bigint
 
 -- name: pick_vps
--- The least-loaded eligible VPS: a walk along chom_vps_load_least_loaded that stops at the first VPS passing
--- the filters. Ties on load go to the smallest id.
+-- The least-loaded eligible VPS: a walk along chom_vps_load_pick (active, shared VPSes by load) that stops at
+-- the first row passing the other filters. Ties on load go to the smallest id.
 SELECT l.vps_id
   FROM {chom}.chom_vps_load l
-  JOIN {vps_servers} v ON v.id = l.vps_id
- WHERE v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
-   AND ($2::integer IS NULL OR v.spec_memory_mb >= $2::integer)
-   AND ($3::integer IS NULL OR v.spec_disk_gb >= $3::integer)
-   AND ($4::text IS NULL OR v.region = $4::text)
-   AND ($5::text IS NULL OR v.provider = $5::text)
+ WHERE l.status = 'active' AND l.allocation_type = 'shared' AND l.health_status = ANY ($1::text[])
+   AND ($2::integer IS NULL OR l.spec_memory_mb >= $2::integer)
+   AND ($3::integer IS NULL OR l.spec_disk_gb >= $3::integer)
+   AND ($4::text IS NULL OR l.region = $4::text)
+   AND ($5::text IS NULL OR l.provider = $5::text)
  ORDER BY l.live_sites, l.vps_id
  LIMIT 1
 {lock}

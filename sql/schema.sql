@@ -29,10 +29,20 @@ CREATE TABLE chom_installed (
 SELECT pg_catalog.pg_extension_config_dump('chom_installed', '');
 
 -- Live (not soft-deleted) sites per VPS, kept exact by the same statement-level trigger pass as the tenant
--- aggregates. The (live_sites, vps_id) index makes "least loaded eligible VPS" a walk from the front of one index.
+-- aggregates, beside a copy of the VPS attributes chom_pick_vps() filters on (kept by triggers on
+-- vps_servers), so that "least loaded eligible VPS" is one walk along one index, with no join.
 CREATE TABLE chom_vps_load (
-    vps_id     uuid PRIMARY KEY,
-    live_sites integer NOT NULL DEFAULT 0
+    vps_id          uuid PRIMARY KEY,
+    live_sites      integer NOT NULL DEFAULT 0,
+    status          text,
+    allocation_type text,
+    health_status   text,
+    spec_memory_mb  integer,
+    spec_disk_gb    integer,
+    region          text,
+    provider        text
 );
-CREATE INDEX chom_vps_load_least_loaded ON chom_vps_load (live_sites, vps_id);
+-- CHOM's active()->shared() scopes; health, size, region and provider are checked on the row.
+CREATE INDEX chom_vps_load_pick ON chom_vps_load (live_sites, vps_id)
+    WHERE status = 'active' AND allocation_type = 'shared';
 SELECT pg_catalog.pg_extension_config_dump('chom_vps_load', '');

@@ -190,13 +190,22 @@ fn apply(target: &Target, deltas: Deltas) {
                 .values()
                 .map(|n| i32::try_from(*n).unwrap_or_else(|_| out_of_range("a VPS's site count")))
                 .collect();
-            let upsert = queries::sql(target, "apply_vps_deltas", "");
-            crate::plans::execute(
+            let update = queries::sql(target, "apply_vps_deltas", "");
+            let updated: std::collections::BTreeSet<UuidBytes> = crate::plans::execute(
                 client,
-                &upsert,
+                &update,
                 &[UUID_ARRAY, INT4_ARRAY],
                 &[uuid_array(deltas.vps.keys().copied()), sites.into()],
-            );
+            )
+            .filter_map(|row| row.get::<Uuid>(1).ok().flatten().map(|id| *id.as_bytes()))
+            .collect();
+            if updated.len() < deltas.vps.len() {
+                // a VPS with no row yet (its registry trigger was bypassed): insert its count
+                let (ids, sites): (Vec<UuidBytes>, Vec<i32>) =
+                    deltas.vps.iter().filter(|(id, _)| !updated.contains(*id)).map(|(id, n)| (*id, *n as i32)).unzip();
+                let upsert = queries::sql(target, "upsert_vps_deltas", "");
+                crate::plans::execute(client, &upsert, &[UUID_ARRAY, INT4_ARRAY], &[uuid_array(ids.into_iter()), sites.into()]);
+            }
         }
     });
 }

@@ -168,14 +168,15 @@ pub struct ManagedTrigger {
     pub function: &'static str,
 }
 
-/// The triggers that keep the tenant aggregates and per-VPS loads exact. One per event: a trigger with
-/// transition tables fires for one kind of event only.
+/// The triggers that keep the tenant aggregates, the per-VPS loads and the VPS attributes chom_pick_vps()
+/// filters on exact. One per event: a trigger with transition tables fires for one kind of event only.
 pub const TRIGGERS: &[ManagedTrigger] = &[
     ManagedTrigger { name: "chom_sites_insert", table: "sites", event: "INSERT", referencing: "REFERENCING NEW TABLE AS chom_new", function: "chom_sites_aggregates" },
     ManagedTrigger { name: "chom_sites_update", table: "sites", event: "UPDATE", referencing: "REFERENCING OLD TABLE AS chom_old NEW TABLE AS chom_new", function: "chom_sites_aggregates" },
     ManagedTrigger { name: "chom_sites_delete", table: "sites", event: "DELETE", referencing: "REFERENCING OLD TABLE AS chom_old", function: "chom_sites_aggregates" },
     ManagedTrigger { name: "chom_sites_truncate", table: "sites", event: "TRUNCATE", referencing: "", function: "chom_sites_aggregates" },
     ManagedTrigger { name: "chom_vps_insert", table: "vps_servers", event: "INSERT", referencing: "REFERENCING NEW TABLE AS chom_new", function: "chom_vps_registry" },
+    ManagedTrigger { name: "chom_vps_update", table: "vps_servers", event: "UPDATE", referencing: "REFERENCING NEW TABLE AS chom_new", function: "chom_vps_registry" },
     ManagedTrigger { name: "chom_vps_delete", table: "vps_servers", event: "DELETE", referencing: "REFERENCING OLD TABLE AS chom_old", function: "chom_vps_registry" },
     ManagedTrigger { name: "chom_vps_truncate", table: "vps_servers", event: "TRUNCATE", referencing: "", function: "chom_vps_registry" },
 ];

@@ -15,7 +15,7 @@ const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
 fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
     Spi::connect(|client| {
         let sql = queries::sql(target, "tenant_drift", "");
-        spi(client.select(&sql, None, &[ids.into()]), "the tenant drift check")
+        spi(client.select(&*sql, None, &[ids.into()]), "the tenant drift check")
             .map(|row| {
                 (
                     row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
@@ -32,7 +32,7 @@ fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64,
 fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>, i64)> {
     Spi::connect(|client| {
         let sql = queries::sql(target, "vps_drift", "");
-        spi(client.select(&sql, None, &[ids.into()]), "the VPS drift check")
+        spi(client.select(&*sql, None, &[ids.into()]), "the VPS drift check")
             .map(|row| {
                 (
                     row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),

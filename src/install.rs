@@ -58,6 +58,7 @@ pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name
     });
     target::check_required(&target);
     lock_tables(&target);
+    target::forget_installed();
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let first_install = target::installed().is_none();
     record(&target, "schema", &target.schema, None, "created", None);
@@ -212,6 +213,7 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
     let chom = quote_identifier(&target.extension_schema);
     run(&format!("DELETE FROM {chom}.chom_vps_load"));
     run(&format!("DELETE FROM {chom}.chom_installed"));
+    target::forget_installed();
     rows.push(("table".into(), "chom_vps_load".into(), "emptied".into()));
     TableIterator::new(rows)
 }
@@ -220,9 +222,16 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
 /// a busy database: `CREATE INDEX CONCURRENTLY IF NOT EXISTS` (or plain CREATE INDEX when `concurrently` is
 /// false) each followed by the COMMENT that marks the index as chom's, so that chom_install() adopts it and
 /// chom_uninstall() removes it. CONCURRENTLY cannot run inside a transaction block: run them with psql's \gexec.
+/// NULL: 22004.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_index_ddl(concurrently: default!(Option<bool>, true)) -> SetOfIterator<'static, String> {
-    let concurrently = concurrently.unwrap_or(true);
+    let Some(concurrently) = concurrently else {
+        crate::errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "concurrently must not be NULL",
+            Some("Pass true (CREATE INDEX CONCURRENTLY, the default) or false."),
+        )
+    };
     let target = target::installed().or_else(target::discover).unwrap_or_else(|| {
         crate::errors::raise(
             pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,

@@ -1,5 +1,6 @@
-//! Placement: chom_pick_vps() answers "least-loaded eligible VPS" from the maintained per-VPS counts in
-//! chom_vps_load (one walk along its (live_sites, vps_id) index), and chom_vps_load() lists the loads.
+//! Placement: chom_pick_vps() answers "least-loaded eligible VPS" from the maintained per-VPS counts and VPS
+//! attributes in chom_vps_load (one walk along its partial (live_sites, vps_id) index, no join), and
+//! chom_vps_load() lists the loads.
 
 use crate::errors::invalid_argument;
 use crate::queries;
@@ -49,8 +50,8 @@ fn check_name(name: &str, value: Option<&str>) {
 /// Concurrent callers: inside a transaction the chosen VPS's load row stays locked until commit, and other
 /// callers skip locked rows, so N transactions that each pick and then insert a site land on N different VPSes
 /// while N eligible ones exist (when all are taken, the least loaded is returned without a reservation).
-/// An autocommit call reserves nothing: it returns the least-loaded VPS as of its snapshot. In a read-only
-/// transaction or on a standby nothing is locked. Bad arguments: 22023.
+/// An autocommit call (outside a transaction block) reserves nothing: it returns the least-loaded VPS as of its
+/// snapshot, as a plain read. In a read-only transaction or on a standby nothing is locked. Bad arguments: 22023.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_pick_vps(
     min_memory_mb: default!(Option<i32>, "NULL"),
@@ -64,7 +65,7 @@ pub fn chom_pick_vps(
     check_name("provider", provider);
     let health = settings::eligible_health();
     let target = target::require_installed();
-    let pick = |lock: &str| -> Option<Uuid> {
+    let pick = |lock: &'static str| -> Option<Uuid> {
         Spi::connect_mut(|client| {
             crate::plans::execute(
                 client,
@@ -83,7 +84,10 @@ pub fn chom_pick_vps(
             .and_then(|row| row.get::<Uuid>(1).ok().flatten())
         })
     };
-    if read_only() {
+    // A reservation only means something until the caller's transaction ends: in autocommit it would end with
+    // this statement, having cost a transaction id and a WAL flush for nothing.
+    // SAFETY: reads backend-local transaction state.
+    if read_only() || !unsafe { pg_sys::IsTransactionBlock() } {
         return pick("");
     }
     pick("FOR NO KEY UPDATE OF l SKIP LOCKED").or_else(|| pick(""))
@@ -99,7 +103,7 @@ pub fn chom_vps_load() -> TableIterator<'static, (name!(vps_id, Uuid), name!(hos
     let target = target::require_installed();
     let rows: Vec<(Uuid, String, i64, bool)> = Spi::connect(|client| {
         crate::errors::spi(
-            client.select(&queries::sql(&target, "vps_load", ""), None, &[health.into()]),
+            client.select(&*queries::sql(&target, "vps_load", ""), None, &[health.into()]),
             "listing VPS loads",
         )
         .map(|row| {

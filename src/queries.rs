@@ -1,7 +1,9 @@
 //! The statements of sql/queries.sql, by name, rendered for CHOM's schema.
 
 use crate::target::Target;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 const QUERIES_SQL: &str = include_str!("../sql/queries.sql");
@@ -19,11 +21,22 @@ fn blocks() -> &'static HashMap<&'static str, String> {
     })
 }
 
-/// The statement `name` for `target`, with `{lock}` replaced by `lock`.
-pub fn sql(target: &Target, name: &str, lock: &str) -> String {
+thread_local! {
+    static RENDERED: RefCell<HashMap<(String, String, &'static str, &'static str), Rc<str>>> = RefCell::new(HashMap::new());
+}
+
+/// The statement `name` for `target`, with `{lock}` replaced by `lock`. Rendered once per backend: the
+/// triggers call this for every statement on `sites`.
+pub fn sql(target: &Target, name: &'static str, lock: &'static str) -> Rc<str> {
+    let key = (target.schema.clone(), target.extension_schema.clone(), name, lock);
+    if let Some(rendered) = RENDERED.with(|cache| cache.borrow().get(&key).cloned()) {
+        return rendered;
+    }
     let block = blocks().get(name).unwrap_or_else(|| panic!("no query named {name} in sql/queries.sql"));
     let inlined = block.replace("{live_sites}", &blocks()["live_sites"]).replace("{lock}", lock);
-    target.render(&inlined)
+    let rendered: Rc<str> = target.render(&inlined).into();
+    RENDERED.with(|cache| cache.borrow_mut().insert(key, rendered.clone()));
+    rendered
 }
 
 #[cfg(test)]

@@ -104,13 +104,19 @@ pub fn chom_refresh_tenant(tenant: Option<Uuid>) {
 
 /// Recomputes every tenant's cached aggregates, `batch_size` tenants at a time in id order (each batch locked,
 /// recounted and stored in one statement), with a NOTICE per batch. Returns the number of tenants refreshed.
-/// Runs in the caller's transaction; row locks are held until it ends. batch_size must be 1..1000000 (22023).
+/// Runs in the caller's transaction; row locks are held until it ends. batch_size must be 1..1000000 (22023;
+/// NULL: 22004).
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
     let batch_size = match batch_size {
+        None => raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "batch_size must not be NULL",
+            Some("Omit it for the default of 1000."),
+        ),
         Some(n) if (1..=1_000_000).contains(&n) => n,
-        other => invalid_argument(
-            format!("batch_size must be between 1 and 1000000, not {}", other.map_or("NULL".into(), |n| n.to_string())),
+        Some(n) => invalid_argument(
+            format!("batch_size must be between 1 and 1000000, not {n}"),
             "1000 (the default) keeps each batch's locks short.",
         ),
     };

@@ -105,7 +105,7 @@ pub fn chom_index_usage() -> TableIterator<
 > {
     let target = target::require_installed();
     let rows: Vec<_> = Spi::connect(|client| {
-        crate::errors::spi(client.select(&crate::queries::sql(&target, "index_usage", ""), None, &[]), "index usage")
+        crate::errors::spi(client.select(&*crate::queries::sql(&target, "index_usage", ""), None, &[]), "index usage")
             .map(|row| {
                 (
                     row.get::<String>(1).ok().flatten().unwrap_or_default(),

@@ -5,7 +5,7 @@ use crate::errors::{raise, spi};
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::PgSqlErrorCode;
+use pgrx::{pg_sys, PgSqlErrorCode};
 
 /// The columns chom reads or writes, with the types it accepts. Keys must be uuid: the triggers read them as
 /// 16-byte values, so a schema with other key types is refused at install rather than half-working.
@@ -77,8 +77,34 @@ pub fn extension_schema() -> String {
     })
 }
 
+thread_local! {
+    /// chom_installed's schema row, read once per backend: the application's calls (chom_tenant_stats(),
+    /// chom_pick_vps()) then run a single statement. Cleared by [`forget_installed`] on any relcache
+    /// invalidation: installing or uninstalling chom, in any backend, is DDL on CHOM's tables.
+    static INSTALLED: std::cell::RefCell<Option<Target>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Drops the cached installation (see [`INSTALLED`]).
+pub fn forget_installed() {
+    INSTALLED.with(|cached| cached.borrow_mut().take());
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    forget_installed();
+}
+
+/// Registers the invalidation callback; called once from _PG_init.
+pub fn register_invalidation() {
+    // SAFETY: registering a callback with a static function, as Postgres expects from _PG_init.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0)) };
+}
+
 /// The schema recorded by chom_install(), if chom is installed on CHOM's tables.
 pub fn installed() -> Option<Target> {
+    if let Some(target) = INSTALLED.with(|cached| cached.borrow().clone()) {
+        return Some(target);
+    }
     let extension_schema = extension_schema();
     let sql = format!(
         "SELECT name FROM {}.chom_installed WHERE kind = 'schema'",
@@ -87,7 +113,9 @@ pub fn installed() -> Option<Target> {
     let schema: Option<String> = Spi::connect_mut(|client| {
         crate::plans::execute(client, &sql, &[], &[]).first().get_one().ok().flatten()
     });
-    schema.map(|schema| Target { schema, extension_schema })
+    let target = schema.map(|schema| Target { schema, extension_schema });
+    INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
+    target
 }
 
 /// Like [`installed`], but an error with a hint when chom has not been installed on CHOM's tables yet.

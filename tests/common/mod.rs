@@ -16,6 +16,8 @@ pub struct Server {
     pub bindir: PathBuf,
     pub dir: PathBuf,
     pub port: u16,
+    /// a server whose data outlives the test (the upgrade test's two phases): stopped, not removed, on drop
+    keep: bool,
 }
 
 fn is_root() -> bool {
@@ -51,18 +53,29 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts a fresh cluster; it is stopped and removed when the Server is dropped.
     pub fn start() -> Server {
+        let port = free_port();
+        Server::start_in(PathBuf::from(format!("/tmp/chom-it-{}-{port}", std::process::id())), port, false)
+    }
+
+    /// Starts the cluster kept in `dir` (creating it the first time); dropping the Server stops it and keeps
+    /// its data, for a test in two phases around a change of the installed chom.
+    pub fn persistent(dir: &str) -> Server {
+        Server::start_in(PathBuf::from(dir), free_port(), true)
+    }
+
+    fn start_in(dir: PathBuf, port: u16, keep: bool) -> Server {
         let pg_config = std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
         let bindir = checked(Command::new(&pg_config).arg("--bindir").output(), "pg_config --bindir");
         let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
-        let port = free_port();
-        let dir = PathBuf::from(format!("/tmp/chom-it-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let server = Server { bindir, dir, port };
-        if is_root() {
-            checked(Command::new("chown").arg(test_user()).arg(&server.dir).output(), "chown");
+        let server = Server { bindir, dir, port, keep };
+        if !server.dir.join("data").exists() {
+            let _ = std::fs::remove_dir_all(&server.dir);
+            std::fs::create_dir_all(&server.dir).unwrap();
+            if is_root() {
+                checked(Command::new("chown").arg(test_user()).arg(&server.dir).output(), "chown");
+            }
+            server.as_server_user(&["initdb", "-D", "data", "-A", "trust", "-U", "postgres", "--no-sync"], "initdb");
         }
-        server.as_server_user(&["initdb", "-D", "data", "-A", "trust", "-U", "postgres", "--no-sync"], "initdb");
         let options = format!(
             "-p {port} -k {} -c listen_addresses='' -c fsync=off -c max_connections=60 -c max_prepared_transactions=10",
             server.dir.display()
@@ -142,10 +155,10 @@ impl Drop for Server {
         let _ = Command::new(if is_root() { "sudo" } else { "env" })
             .args(if is_root() { vec!["-u".to_string(), test_user()] } else { vec![] })
             .arg(self.bindir.join("pg_ctl"))
-            .args(["-D", "data", "-m", "immediate", "stop"])
+            .args(["-D", "data", "-m", if self.keep { "fast" } else { "immediate" }, "stop"])
             .current_dir(&self.dir)
             .output();
-        if !std::thread::panicking() {
+        if !self.keep && !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

@@ -1,0 +1,42 @@
+-- Helpers for the isolation specs, loaded by scripts/isolation.sh into chom_template after CREATE EXTENSION chom.
+-- They recount from sites directly (not through chom's own drift functions), so "exact" is an independent check.
+
+-- Per tenant: the cached aggregates and whether they equal a recount of the tenant's live sites.
+CREATE VIEW iso_tenants AS
+SELECT t.slug,
+       t.cached_sites_count AS sites,
+       t.cached_storage_mb  AS storage_mb,
+       (t.cached_sites_count, t.cached_storage_mb) IS NOT DISTINCT FROM (r.sites, r.storage_mb) AS exact
+  FROM tenants t
+ CROSS JOIN LATERAL (SELECT count(*)::integer AS sites, coalesce(sum(s.storage_used_mb), 0)::bigint AS storage_mb
+                       FROM sites s
+                      WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) r;
+
+-- Per VPS: chom's maintained live-site count and whether it equals a recount.
+CREATE VIEW iso_vps AS
+SELECT v.hostname,
+       l.live_sites,
+       l.live_sites IS NOT DISTINCT FROM r.sites AS exact
+  FROM vps_servers v
+  LEFT JOIN chom_vps_load l ON l.vps_id = v.id
+ CROSS JOIN LATERAL (SELECT count(*)::integer AS sites
+                       FROM sites s
+                      WHERE s.vps_id = v.id AND s.deleted_at IS NULL) r;
+
+-- Every cached value (tenants and VPSes) equals a recount.
+CREATE VIEW iso_all_exact AS
+SELECT (SELECT bool_and(exact) FROM iso_tenants) AND (SELECT bool_and(exact) FROM iso_vps) AS all_exact;
+
+-- Puts the base data back: TRUNCATE (chom's truncate trigger zeroes every aggregate, which also wipes any drift
+-- a previous permutation left), then the base sites again through chom's insert trigger. Every spec's setup
+-- calls it, so each permutation starts from the same state. The TRUNCATE's cascade NOTICE is not wanted in the
+-- expected output.
+CREATE PROCEDURE iso_reset()
+LANGUAGE sql
+SET client_min_messages = warning
+AS $$
+    TRUNCATE sites CASCADE;
+    INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb, deleted_at)
+    SELECT id, tenant_id, vps_id, domain, storage_used_mb, deleted_at FROM iso_base_sites;
+    DELETE FROM iso_picks;
+$$;
