@@ -288,7 +288,7 @@ fn chom_vps_registry<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::Deltas;
 
     #[test]
@@ -312,5 +312,61 @@ mod tests {
         }
         let firsts: Vec<u8> = deltas.tenants.keys().map(|k| k[0]).collect();
         assert_eq!(firsts, vec![1, 3, 7, 200]);
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn single_row_writes_keep_aggregates_exact() {
+        install_with_data();
+        let statements = [
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES (gen_random_uuid(), 'a0000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000002', 'x1.test', 42)",
+            "UPDATE sites SET storage_used_mb = storage_used_mb + 7 WHERE domain = 'x1.test'",
+            "UPDATE sites SET deleted_at = now() WHERE domain = 'x1.test'",
+            "UPDATE sites SET deleted_at = NULL WHERE domain = 'x1.test'",
+            "UPDATE sites SET tenant_id = 'a0000000-0000-0000-0000-000000000002', vps_id = NULL WHERE domain = 'x1.test'",
+            "DELETE FROM sites WHERE domain = 'x1.test'",
+        ];
+        for statement in statements {
+            Spi::run(statement).unwrap();
+            assert_eq!(drifted_tenants(), 0, "after {statement}");
+            assert_eq!(drifted_vps(), 0, "after {statement}");
+        }
+    }
+
+    #[pg_test]
+    fn bulk_and_cascading_writes_keep_aggregates_exact() {
+        install_with_data();
+        let statements = [
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) SELECT gen_random_uuid(), t.id, v.id, 'bulk' || i || '.' || t.slug, i FROM tenants t CROSS JOIN generate_series(1, 20) i CROSS JOIN LATERAL (SELECT id FROM vps_servers ORDER BY id OFFSET (i % 3) LIMIT 1) v",
+            "UPDATE sites SET tenant_id = CASE WHEN tenant_id = 'a0000000-0000-0000-0000-000000000001' THEN 'a0000000-0000-0000-0000-000000000002'::uuid ELSE 'a0000000-0000-0000-0000-000000000001'::uuid END, storage_used_mb = storage_used_mb * 2 WHERE domain LIKE 'bulk1%' AND tenant_id IN ('a0000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000002')",
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) SELECT id, tenant_id, vps_id, domain, 1 FROM sites WHERE domain LIKE 'bulk2%' ON CONFLICT (id) DO UPDATE SET storage_used_mb = excluded.storage_used_mb, deleted_at = now()",
+            "WITH moved AS (UPDATE sites SET deleted_at = now() WHERE domain LIKE 'bulk3%' RETURNING id) DELETE FROM sites WHERE domain LIKE 'bulk4%'",
+            "DELETE FROM vps_servers WHERE id = 'b0000000-0000-0000-0000-000000000003'",
+            "DELETE FROM tenants WHERE id = 'a0000000-0000-0000-0000-000000000003'",
+            "MERGE INTO sites s USING (SELECT id FROM sites WHERE domain LIKE 'bulk5%') m ON s.id = m.id WHEN MATCHED THEN UPDATE SET storage_used_mb = 0",
+            "TRUNCATE sites CASCADE",
+        ];
+        for statement in statements {
+            Spi::run(statement).unwrap();
+            assert_eq!(drifted_tenants(), 0, "after {statement}");
+            assert_eq!(drifted_vps(), 0, "after {statement}");
+        }
+    }
+
+    #[pg_test]
+    fn savepoint_rollback_leaves_aggregates_exact() {
+        install_with_data();
+        assert_eq!(
+            sqlstate("INSERT INTO sites (id, tenant_id, vps_id, domain) SELECT gen_random_uuid(), 'a0000000-0000-0000-0000-000000000001', NULL, 'dup.test' FROM generate_series(1, 2)").as_deref(),
+            Some("23505"),
+            "the second row violates (tenant_id, domain): the statement and its trigger work roll back together"
+        );
+        assert_eq!(drifted_tenants(), 0);
     }
 }

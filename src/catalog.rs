@@ -205,3 +205,53 @@ impl ManagedTrigger {
             )
     }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn the_catalogue_holds_the_seed_indexes_and_cached_at() {
+        assert_eq!(count("SELECT count(*) FROM chom_managed_index"), 21);
+        assert_eq!(count("SELECT count(*) FROM chom_managed_index WHERE name = 'idx_tenants_cached_at'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM chom_managed_index WHERE descending = '{created_at}'"),
+            4,
+            "the chronological listings are newest first"
+        );
+    }
+
+    #[pg_test]
+    fn install_reuses_the_three_equivalents_and_creates_the_rest() {
+        load_schema();
+        let reused = count("SELECT count(*) FROM chom_install() WHERE kind = 'index' AND action LIKE 'reused %'");
+        assert_eq!(reused, 3);
+        let reused_names: Vec<String> = Spi::connect(|c| {
+            c.select("SELECT name || '=' || reused_index FROM chom_installed WHERE origin = 'reused' AND kind = 'index' ORDER BY 1", None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(
+            reused_names,
+            vec![
+                "idx_audit_org_created=audit_logs_organization_id_created_at_index",
+                "idx_sites_tenant_status=sites_tenant_id_status_index",
+                "idx_vps_alloc_vps_tenant=vps_allocations_vps_id_tenant_id_unique",
+            ]
+        );
+        assert_eq!(count("SELECT count(*) FROM chom_installed WHERE kind = 'index' AND origin = 'created'"), 18);
+        // no two valid indexes of a table share their key columns
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM (SELECT indrelid, chom_index_key_columns(indexrelid) k FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' GROUP BY 1, 2 HAVING count(*) > 1) d"
+            ),
+            0
+        );
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
+    }
+}

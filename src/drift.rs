@@ -96,3 +96,29 @@ pub fn chom_repair_drift() -> i64 {
     }
     fixed
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn drift_from_bypassed_triggers_is_found_and_repaired() {
+        install_with_data();
+        Spi::run("SET LOCAL session_replication_role = replica").unwrap();
+        Spi::run("UPDATE sites SET deleted_at = now() WHERE tenant_id = 'a0000000-0000-0000-0000-000000000001' AND deleted_at IS NULL").unwrap();
+        Spi::run("UPDATE sites SET storage_used_mb = storage_used_mb + 1 WHERE tenant_id = 'a0000000-0000-0000-0000-000000000002'").unwrap();
+        Spi::run("SET LOCAL session_replication_role = origin").unwrap();
+        let found: Vec<String> = Spi::connect(|c| {
+            c.select("SELECT tenant_id::text FROM chom_cache_drift() ORDER BY 1", None, &[]).unwrap().map(|r| r.get::<String>(1).unwrap().unwrap()).collect()
+        });
+        assert_eq!(found, vec!["a0000000-0000-0000-0000-000000000001", "a0000000-0000-0000-0000-000000000002"]);
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), drifted_vps());
+        let fixed = count("SELECT chom_repair_drift()");
+        assert!(fixed >= 2);
+        assert_eq!(drifted_tenants(), 0);
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT chom_repair_drift()"), 0);
+    }
+}

@@ -29,3 +29,45 @@ pub fn spi<T>(result: pgrx::spi::SpiResult<T>, what: &str) -> T {
         Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: {what} failed: {e}"), None),
     }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    /// Every public function against NULLs, unknown ids, out-of-range numbers and hostile strings: a documented
+    /// result or a specific SQLSTATE, never XX000 or a crash.
+    #[pg_test]
+    fn every_public_function_answers_bad_input_with_a_specific_sqlstate() {
+        install_with_data();
+        let cases: &[(&str, Option<&str>)] = &[
+            ("SELECT * FROM chom_tenant_stats(NULL)", None),
+            ("SELECT * FROM chom_tenant_stats('ffffffff-ffff-ffff-ffff-ffffffffffff')", None),
+            ("SELECT chom_refresh_tenant(NULL)", Some("22004")),
+            ("SELECT chom_refresh_tenant('ffffffff-ffff-ffff-ffff-ffffffffffff')", Some("P0002")),
+            ("SELECT chom_refresh_all(NULL)", Some("22004")),
+            ("SELECT chom_refresh_all(-1)", Some("22023")),
+            ("SELECT chom_refresh_all(2147483647)", Some("22023")),
+            ("SELECT * FROM chom_index_ddl(NULL)", Some("22004")),
+            ("SELECT chom_pick_vps(NULL, NULL, NULL, NULL)", None),
+            ("SELECT chom_pick_vps(-2147483648)", Some("22023")),
+            ("SELECT chom_pick_vps(0, 2147483647)", Some("22023")),
+            ("SELECT chom_pick_vps(region => repeat('é', 51))", Some("22023")),
+            ("SELECT chom_pick_vps(region => 'eu''; SELECT pg_sleep(10); --')", None),
+            ("SELECT chom_index_key_columns(NULL)", None),
+            ("SELECT chom_index_key_columns(0)", None),
+            ("SELECT * FROM chom_status()", None),
+            ("SELECT * FROM chom_index_usage()", None),
+            ("SELECT * FROM chom_vps_load()", None),
+            ("SELECT * FROM chom_cache_drift()", None),
+            ("SELECT * FROM chom_vps_drift()", None),
+            ("SELECT chom_repair_drift()", None),
+            ("SET chom.stale_after = '-1s'", Some("22023")),
+            ("SET chom.install_on_create = 'maybe'", Some("22023")),
+        ];
+        for (call, expected) in cases {
+            assert_eq!(sqlstate(call).as_deref(), *expected, "{call}");
+        }
+    }
+}

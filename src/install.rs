@@ -259,3 +259,79 @@ pub fn chom_index_ddl(concurrently: default!(Option<bool>, true)) -> SetOfIterat
     }
     SetOfIterator::new(statements)
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn without_chom_tables_install_refuses_with_undefined_table() {
+        define_sqlstate_of();
+        assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("42P01"));
+        assert_eq!(sqlstate("SELECT chom_pick_vps()").as_deref(), Some("55000"));
+    }
+
+    #[pg_test]
+    fn install_is_idempotent() {
+        install_with_data();
+        assert_eq!(count("SELECT count(*) FROM chom_install() WHERE action = 'created'"), 0);
+        assert_eq!(drifted_tenants(), 0);
+    }
+
+    #[pg_test]
+    fn install_fills_the_aggregates_exactly() {
+        install_with_data();
+        assert!(count("SELECT count(*) FROM sites WHERE deleted_at IS NOT NULL") > 0, "fixture has soft-deleted sites");
+        assert_eq!(drifted_tenants(), 0);
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT count(*) FROM tenants WHERE cached_at IS NULL"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
+    }
+
+    #[pg_test]
+    fn uninstall_removes_what_chom_added_and_keeps_what_it_reused() {
+        install_with_data();
+        Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname LIKE 'idx\\_%' AND relkind = 'i'"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'chom\\_%'"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname LIKE 'cached\\_%' AND NOT attisdropped"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'sites_tenant_id_status_index'"), 1);
+        assert_eq!(count("SELECT count(*) FROM chom_installed"), 0);
+    }
+
+    #[pg_test]
+    fn columns_added_by_the_application_are_adopted_and_kept() {
+        load_schema();
+        Spi::run("ALTER TABLE tenants ADD COLUMN cached_storage_mb bigint NOT NULL DEFAULT 0, ADD COLUMN cached_sites_count integer NOT NULL DEFAULT 0, ADD COLUMN cached_at timestamp(0) NULL").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_install() WHERE kind = 'column' AND action LIKE 'reused%'"), 3);
+        Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname LIKE 'cached\\_%' AND NOT attisdropped"), 3);
+    }
+
+    #[pg_test]
+    fn index_ddl_lists_only_missing_indexes() {
+        load_schema();
+        // 17 of 18: idx_tenants_cached_at needs the column chom_install() adds
+        assert_eq!(count("SELECT count(*) FROM chom_index_ddl() s WHERE s LIKE 'CREATE INDEX CONCURRENTLY IF NOT EXISTS %'"), 17);
+        assert_eq!(count("SELECT count(*) FROM chom_index_ddl(false) s WHERE s LIKE 'COMMENT ON INDEX %'"), 17);
+        Spi::run("SELECT count(*) FROM chom_install()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_index_ddl()"), 0);
+        Spi::run("DROP INDEX idx_sites_vps_status").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_index_ddl()"), 2);
+    }
+
+    #[pg_test]
+    fn indexes_built_from_index_ddl_are_adopted_as_chom_own() {
+        load_schema();
+        let ddl: Vec<String> = Spi::connect(|c| {
+            c.select("SELECT s FROM chom_index_ddl(false) s", None, &[]).unwrap().map(|r| r.get::<String>(1).unwrap().unwrap()).collect()
+        });
+        for statement in ddl {
+            Spi::run(&statement).unwrap();
+        }
+        assert_eq!(count("SELECT count(*) FROM chom_install() WHERE kind = 'index' AND action = 'exists'"), 17);
+        assert_eq!(count("SELECT count(*) FROM chom_installed WHERE kind = 'index' AND origin = 'created'"), 18);
+    }
+}

@@ -118,3 +118,44 @@ pub fn chom_vps_load() -> TableIterator<'static, (name!(vps_id, Uuid), name!(hos
     });
     TableIterator::new(rows)
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn pick_vps_takes_the_least_loaded_eligible_one() {
+        install_with_data();
+        let expected: Option<String> = Spi::get_one(
+            "SELECT v.id::text FROM vps_servers v WHERE v.status = 'active' AND v.allocation_type = 'shared' \
+             AND v.health_status IN ('healthy', 'unknown') \
+             ORDER BY (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL), v.id LIMIT 1",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap(), expected);
+        assert_eq!(Spi::get_one::<String>("SELECT chom_pick_vps(region => 'nowhere')::text").unwrap(), None);
+        Spi::run("UPDATE vps_servers SET health_status = 'unhealthy'").unwrap();
+        assert_eq!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap(), None);
+        Spi::run("SET LOCAL chom.eligible_health = 'unhealthy'").unwrap();
+        assert!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap().is_some());
+    }
+
+    #[pg_test]
+    fn pick_vps_rejects_bad_arguments_with_22023() {
+        install_with_data();
+        for call in [
+            "SELECT chom_pick_vps(-1)",
+            "SELECT chom_pick_vps(NULL, -5)",
+            "SELECT chom_pick_vps(2147483647)",
+            "SELECT chom_pick_vps(region => repeat('x', 51))",
+            "SELECT chom_pick_vps(provider => '')",
+        ] {
+            assert_eq!(sqlstate(call).as_deref(), Some("22023"), "{call}");
+        }
+        assert_eq!(sqlstate("SELECT chom_pick_vps(region => 'it''s; DROP TABLE sites')"), None);
+        Spi::run("SET LOCAL chom.eligible_health = 'healthy,bogus'").unwrap();
+        assert_eq!(sqlstate("SELECT chom_pick_vps()").as_deref(), Some("22023"));
+    }
+}

@@ -142,3 +142,35 @@ pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
     }
     done
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn tenant_stats_reads_the_cache_and_recomputes_when_stale() {
+        install_with_data();
+        let tenant = "'a0000000-0000-0000-0000-000000000001'::uuid";
+        let live = count(&format!("SELECT count(*) FROM sites WHERE tenant_id = {tenant} AND deleted_at IS NULL"));
+        assert_eq!(count(&format!("SELECT sites_count::bigint FROM chom_tenant_stats({tenant})")), live);
+        // corrupt the cache behind chom's back and make it stale: the stats recompute and store
+        Spi::run(&format!("SET LOCAL session_replication_role = replica; UPDATE tenants SET cached_sites_count = 999, cached_at = now() - interval '1 hour' WHERE id = {tenant}; SET LOCAL session_replication_role = origin")).unwrap();
+        assert_eq!(count(&format!("SELECT sites_count::bigint FROM chom_tenant_stats({tenant})")), live);
+        assert_eq!(count(&format!("SELECT cached_sites_count::bigint FROM tenants WHERE id = {tenant}")), live);
+        assert_eq!(count("SELECT count(*) FROM chom_tenant_stats('00000000-0000-0000-0000-00000000dead')"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_tenant_stats(NULL)"), 0);
+    }
+
+    #[pg_test]
+    fn refresh_functions_recount_and_reject_bad_input() {
+        install_with_data();
+        assert_eq!(count("SELECT chom_refresh_all(2)"), count("SELECT count(*) FROM tenants"));
+        assert_eq!(sqlstate("SELECT chom_refresh_all(0)").as_deref(), Some("22023"));
+        assert_eq!(sqlstate("SELECT chom_refresh_all(NULL)").as_deref(), Some("22004"));
+        assert_eq!(sqlstate("SELECT chom_refresh_tenant(NULL)").as_deref(), Some("22004"));
+        assert_eq!(sqlstate("SELECT chom_refresh_tenant('00000000-0000-0000-0000-00000000dead')").as_deref(), Some("P0002"));
+        assert_eq!(sqlstate("SELECT chom_refresh_tenant('a0000000-0000-0000-0000-000000000001')"), None);
+    }
+}

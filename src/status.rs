@@ -121,3 +121,32 @@ pub fn chom_index_usage() -> TableIterator<
     });
     TableIterator::new(rows)
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn index_usage_names_chom_indexes_and_the_indexes_they_make_redundant() {
+        install_with_data();
+        assert_eq!(count("SELECT count(*) FROM chom_index_usage() WHERE redundant_with IS NULL"), 21);
+        // sites_vps_id_index (vps_id) is a left prefix of idx_sites_vps_status (vps_id, status)
+        assert_eq!(
+            count("SELECT count(*) FROM chom_index_usage() WHERE index_name = 'sites_vps_id_index' AND redundant_with = 'idx_sites_vps_status'"),
+            1
+        );
+        // unique indexes enforce constraints: never reported as redundant
+        assert_eq!(count("SELECT count(*) FROM chom_index_usage() u JOIN pg_index i ON i.indexrelid = u.index_name::regclass WHERE u.redundant_with IS NOT NULL AND i.indisunique"), 0);
+    }
+
+    #[pg_test]
+    fn status_reports_an_invalid_index() {
+        install_with_data();
+        Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_sites_vps_status'::regclass").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE name = 'idx_sites_vps_status' AND state = 'invalid'"), 1);
+        Spi::run("ALTER TABLE sites DISABLE TRIGGER chom_sites_insert").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE name = 'chom_sites_insert' AND state = 'disabled'"), 1);
+    }
+}

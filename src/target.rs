@@ -262,3 +262,27 @@ pub fn check_required(target: &Target) {
         Some("chom works on CHOM's schema as its Laravel migrations create it (uuid keys); nothing was changed."),
     )
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn a_mistyped_schema_is_refused_and_nothing_is_left_behind() {
+        load_schema();
+        Spi::run("ALTER TABLE tenants ADD COLUMN cached_sites_count text").unwrap();
+        assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("42804"));
+        assert_eq!(count("SELECT count(*) FROM chom_installed"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'chom\\_%'"), 0);
+    }
+
+    #[pg_test]
+    fn a_schema_without_uuid_keys_is_refused() {
+        define_sqlstate_of();
+        Spi::run("CREATE TABLE tenants (id bigint PRIMARY KEY); CREATE TABLE vps_servers (id bigint PRIMARY KEY); CREATE TABLE sites (id bigint PRIMARY KEY, tenant_id bigint, vps_id bigint, storage_used_mb bigint, deleted_at timestamp)").unwrap();
+        let state = sqlstate("SELECT * FROM chom_install()");
+        assert!(matches!(state.as_deref(), Some("42804") | Some("42703") | Some("42P16")), "got {state:?}");
+    }
+}

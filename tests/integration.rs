@@ -166,7 +166,7 @@ fn randomized_writes_never_let_a_tenant_or_vps_drift() {
     let mut db = server.chom_database("app");
     install(&mut db);
     let mut rng = StdRng::seed_from_u64(0xC401);
-    let statements: usize = std::env::var("CHOM_MODEL_STATEMENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500);
+    let statements: usize = std::env::var("CHOM_MODEL_STATEMENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
     for n in 0..statements {
         let statement = random_statement(&mut rng);
         if let Err(e) = db.batch_execute(&statement) {

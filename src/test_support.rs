@@ -1,0 +1,53 @@
+//! Shared set-up for the `#[pg_test]`s beside the code: CHOM's real schema (tests/fixtures), a small dataset,
+//! and checks against an independent recount. Each test runs in one transaction, rolled back; multi-session
+//! behaviour, dump/restore and CREATE INDEX CONCURRENTLY are in tests/ (over connections).
+
+use pgrx::prelude::*;
+
+pub const CHOM_SCHEMA: &str = include_str!("../tests/fixtures/chom_schema.sql");
+pub const SMALL_DATA: &str = include_str!("../tests/fixtures/small_data.sql");
+
+/// pg_temp.sqlstate_of(statement): the SQLSTATE a statement fails with (NULL when it succeeds), run in a
+/// subtransaction so the test's transaction goes on.
+pub fn define_sqlstate_of() {
+    Spi::run(
+        "CREATE FUNCTION pg_temp.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$ \
+         BEGIN EXECUTE statement; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+    )
+    .expect("helper");
+}
+
+pub fn load_schema() {
+    Spi::run(CHOM_SCHEMA).expect("CHOM schema loads");
+    define_sqlstate_of();
+}
+
+pub fn install_with_data() {
+    load_schema();
+    Spi::run(SMALL_DATA).expect("data loads");
+    Spi::run("SELECT count(*) FROM chom_install()").expect("install");
+}
+
+pub fn count(sql: &str) -> i64 {
+    Spi::get_one::<i64>(sql).expect("query runs").unwrap_or(0)
+}
+
+pub fn sqlstate(statement: &str) -> Option<String> {
+    Spi::get_one_with_args::<String>("SELECT pg_temp.sqlstate_of($1)", &[statement.into()]).expect("helper runs")
+}
+
+/// An independent recount, compared with the cached columns: the number of tenants that differ.
+pub fn drifted_tenants() -> i64 {
+    count(
+        "SELECT count(*) FROM tenants t CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(s.storage_used_mb), 0) AS mb \
+         FROM sites s WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) live \
+         WHERE (t.cached_sites_count, t.cached_storage_mb) IS DISTINCT FROM (live.n, live.mb)",
+    )
+}
+
+pub fn drifted_vps() -> i64 {
+    count(
+        "SELECT count(*) FROM vps_servers v LEFT JOIN chom_vps_load l ON l.vps_id = v.id \
+         WHERE l.live_sites IS DISTINCT FROM (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)",
+    )
+}
