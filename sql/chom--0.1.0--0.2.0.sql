@@ -16,6 +16,10 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'chom_index_usage_wrapper';
 
+-- Plan the trigger's and the pick's statements once per session (see finalize.sql).
+ALTER FUNCTION chom_sites_aggregates() SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION chom_pick_vps(integer, integer, text, text) SET plan_cache_mode = force_generic_plan;
+
 -- chom_pick_vps() without a join: chom_vps_load keeps a copy of the VPS attributes the pick filters on, kept by
 -- a new UPDATE trigger on vps_servers, and a partial index over active shared VPSes replaces the full one.
 ALTER TABLE chom_vps_load
