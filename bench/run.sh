@@ -3,12 +3,13 @@
 # real schema, and measures with pgbench, on the same server and data:
 #   reads  : before (base schema) vs seed (the app's 20 indexes + live COUNT/SUM + withCount) vs chom
 #   writes : no trigger (chom uninstalled, seed indexes kept) vs the seed's recount row trigger vs chom
-# Prints a table and writes bench/out/report-<date>.md. Needs: Postgres 15 with chom installed
-# (/usr/lib/postgresql/15), sudo, and the unprivileged user chomtest to run the server as.
+# Prints a table and writes bench/out/report-<date>.md. Builds chom in release mode and installs it into
+# Postgres 15 first (--no-build to measure what is installed); set-up as for the tests (scripts/setup.sh).
 #
 #   bench/run.sh --quick            20k sites, short runs: a few minutes
 #   bench/run.sh                    1M sites (load ~10 min), 3 runs of 5 s (reads) / 10 s (writes)
 # Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --port P  --keep (leave the data dir)
+#          --no-build  --reads-only (skip the write phase)  --no-shapes (skip the seed-index query shapes)
 #          --sync-commit off (default on: Postgres' default durability)  --out DIR
 set -euo pipefail
 
@@ -16,7 +17,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 RUN_AS=${CHOM_TEST_USER:-chomtest}
-SITES=1000000 RUNS=3 READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out
+ARGS="$*"
+SITES=1000000 RUNS=3 READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out BUILD=1 READS_ONLY=0 SHAPES=1
 
 while (($#)); do
   case $1 in
@@ -29,8 +31,11 @@ while (($#)); do
     --port) PORT=$2; shift ;;
     --sync-commit) SYNC=$2; shift ;;
     --keep) KEEP=1 ;;
+    --no-build) BUILD=0 ;;
+    --reads-only) READS_ONLY=1 ;;
+    --no-shapes) SHAPES=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -44,6 +49,13 @@ VPS=$((SITES / 500)); ((VPS < 20)) && VPS=20
 VPS_USED=$((VPS * 95 / 100))
 BIG=$((SITES / 200)); ((BIG < 50)) && BIG=50
 POOL=$((SITES < 50000 ? SITES : 50000))
+
+if ((BUILD)); then
+  bash "$REPO/scripts/setup.sh"
+  echo "bench: building chom (release) and installing it into Postgres 15"
+  (cd "$REPO" && cargo pgrx install --release --pg-config "$PGBIN/pg_config" --no-default-features --features pg15) \
+    >/tmp/chom-bench-install.log 2>&1 || { tail -30 /tmp/chom-bench-install.log; exit 1; }
+fi
 
 T0=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -66,7 +78,7 @@ val() { db -At -c "$1"; }
 
 stop_server() {
   if [ -f "$DATA/postmaster.pid" ]; then as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null 2>&1 || true; fi
-  if ((KEEP)); then echo "data dir kept: $DATA (work dir $WORK)"; else rm -rf "$DATA"; fi
+  if ((KEEP)); then echo "data dir kept: $DATA (work dir $WORK)"; else rm -rf "$WORK"; fi
 }
 trap stop_server EXIT
 trap 'exit 130' INT TERM
@@ -81,7 +93,7 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w \
 psql_ -d postgres -c "CREATE DATABASE chom_bench" -c "CREATE DATABASE chom_bench_results"
 
 say "dataset: $SITES sites, $TENANTS tenants (biggest $BIG sites), $ORGS organizations, $VPS VPS"
-db -1 -f "$REPO/tests/fixtures/chom_schema.sql" >/dev/null
+PGOPTIONS="-c client_min_messages=warning" db -1 -f "$REPO/tests/fixtures/chom_schema.sql" >/dev/null
 db -v sites="$SITES" -v tenants="$TENANTS" -v orgs="$ORGS" -v vps="$VPS" -v vps_used="$VPS_USED" -v big="$BIG" \
    -f "$HERE/sql/dataset.sql" 2>&1 | sed 's/^/    /' | tee -a "$LOG"
 say "dataset: VACUUM ANALYZE"
@@ -99,7 +111,8 @@ bench() {
   local phase=$1 config=$2 test=$3 clients=$4 rep=$5 secs=$6; shift 6
   local out
   if ! out=$("$PGBIN/pgbench" -n -M prepared -h "$SOCK" -p "$PORT" -U "$RUN_AS" -c "$clients" -j "$clients" -T "$secs" \
-        -D tenants="$TENANTS" -D vps_used="$VPS_USED" -D pool="$POOL" "$@" chom_bench 2>&1); then
+        -D tenants="$TENANTS" -D orgs="$ORGS" -D sites="$SITES" -D vps="$VPS" -D vps_used="$VPS_USED" -D pool="$POOL" \
+        "$@" chom_bench 2>&1); then
     echo "$out" | tail -20 >&2; say "pgbench failed: $phase $config $test"; exit 1
   fi
   local tps lat failed
@@ -107,13 +120,27 @@ bench() {
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$config" "$test" "$clients" "$rep" "$tps" "$lat" >>"$RES"
-  printf '    %-5s %-6s %-22s c=%s run %s: %10.1f tps %9.3f ms%s\n' "$phase" "$config" "$test" "$clients" "$rep" "$tps" "$lat" \
+  printf '    %-5s %-6s %-26s c=%s run %s: %10.1f tps %9.3f ms%s\n' "$phase" "$config" "$test" "$clients" "$rep" "$tps" "$lat" \
     "$([ "${failed:-0}" != 0 ] && echo " ($failed failed)")" | tee -a "$LOG"
 }
 
 P=$HERE/pgbench
+# the main query shapes of the other seed indexes (same statement in every configuration): test name, script
+SHAPES_LIST=(
+  "ops: tenant+status"           shape_ops_tenant_status
+  "ops: tenant, newest 20"       shape_ops_tenant_recent
+  "audit: org, newest 20"        shape_audit_org_recent
+  "audit: resource"              shape_audit_resource
+  "usage: tenant+metric+period"  shape_usage_period
+  "backups: site, newest 10"     shape_backups_site_recent
+  "subscriptions: org+status"    shape_subs_org_status
+  "invoices: org+status"         shape_invoices_org_status
+  "vps: provider+region"         shape_vps_provider_region
+  "users: org+role"              shape_users_org_role
+  "sites: vps+status"            shape_sites_vps_status
+)
 read_phase() { # <config>
-  local config=$1 stats=$P/stats_live.sql pick=$P/pick_vps_seed.sql rep
+  local config=$1 stats=$P/stats_live.sql pick=$P/pick_vps_seed.sql rep i
   if [ "$config" = chom ]; then stats=$P/stats_chom.sql pick=$P/pick_vps_chom.sql; fi
   for ((rep = 1; rep <= RUNS; rep++)); do
     bench read "$config" "pk read, biggest"     1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$P/pk_read.sql"
@@ -122,6 +149,11 @@ read_phase() { # <config>
     bench read "$config" "tenant stats, random"  1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$stats"
     bench read "$config" "pick vps"             1 "$rep" "$READ_T" -f "$pick"
     bench read "$config" "list sites, random"   1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/list_sites.sql"
+    if ((SHAPES)); then
+      for ((i = 0; i < ${#SHAPES_LIST[@]}; i += 2)); do
+        bench shape "$config" "${SHAPES_LIST[i]}" 1 "$rep" "$READ_T" -f "$P/${SHAPES_LIST[i + 1]}.sql"
+      done
+    fi
   done
 }
 
@@ -139,11 +171,15 @@ say "chom installed; drift tenants/vps = $DRIFT0"
 read_phase chom
 
 # ---------------------------------------------------------------------------------------------------------------
+CHECKS=()
+SITES_NOW=$(val "SELECT count(*) FROM sites")
+if ((READS_ONLY)); then
+  say "writes: skipped (--reads-only)"
+else
 say "writes: snapshot of the $POOL sampled sites (restored after every run)"
 db -c "CREATE TABLE bench_pool_orig AS SELECT id, storage_used_mb, deleted_at, status, updated_at FROM sites
         WHERE id IN (SELECT md5('site' || g)::uuid FROM generate_series(1, $POOL) g)"
 db -c "ALTER TABLE bench_pool_orig ADD PRIMARY KEY (id)"
-CHECKS=()
 check_drift() { # <when>
   local d
   d=$(val "SELECT (SELECT count(*) FROM chom_cache_drift()) || '/' || (SELECT count(*) FROM chom_vps_drift())")
@@ -187,6 +223,7 @@ check_drift "chom, after chom_install()"
 write_phase chom
 check_drift "chom, after the restores (DELETE + UPDATE ... FROM, statement triggers)"
 SITES_NOW=$(val "SELECT count(*) FROM sites")
+fi
 [ "$SITES_NOW" = "$SITES" ] || say "WARNING: sites has $SITES_NOW rows, expected $SITES"
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -204,6 +241,16 @@ RSQL=(psql_ -d chom_bench_results -v res="$RES" -v bulk="$BULK")
 
 "${RSQL[@]}" -f "$HERE/sql/report.sql" >/dev/null
 cp "$RES" "$OUT/results-$STAMP.tsv"
+# charts (Python 3 stdlib; skipped without python3): write-cost bars and read latencies per configuration
+CHARTS=()
+if command -v python3 >/dev/null; then
+  if python3 "$HERE/chart.py" run "$OUT/results-$STAMP.tsv" --out-prefix "$OUT/chart-$STAMP" --title "$SITES sites" >>"$LOG" 2>&1; then
+    for c in reads writes shapes; do [ -f "$OUT/chart-$STAMP-$c.svg" ] && CHARTS+=("$c:chart-$STAMP-$c.svg"); done
+  else
+    say "WARNING: bench/chart.py failed (see $LOG); no charts"
+  fi
+fi
+chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '\n![%s](%s)\n' "$1" "${c#*:}"; done; return 0; }
 
 {
   echo "# chom benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
@@ -214,11 +261,17 @@ cp "$RES" "$OUT/results-$STAMP.tsv"
   echo "- load average (1/5/15 min) at start: $LOAD_START, at end: $LOAD_END (other work on the machine skews figures)"
   echo "- scale: $SITES sites ($TENANTS tenants, biggest tenant $BIG_LIVE live sites / $BIG_MB MB; $VPS VPS), database $DB_SIZE, loaded in ${LOAD_SECS}s"
   echo "- rows: $DATASET"
-  echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s), 1 and 4 clients for writes (-T $WRITE_T s);"
-  echo "  every figure is the median of $RUNS runs (runs interleaved across tests); bulk insert = one INSERT ... SELECT of $BULK"
-  echo "  sites over all tenants, timed inside a transaction that is rolled back. Ratios are chom / baseline in throughput"
-  echo "  (higher is better for chom) or chom / baseline in time for the bulk insert (lower is better)."
-  echo "- command: bench/run.sh $([ $QUICK = 1 ] && echo --quick) --sites $SITES --runs $RUNS; total time ${TOTAL_SECS}s"
+  if ((READS_ONLY)); then
+    echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s); writes skipped (--reads-only);"
+    echo "  every figure is the median of $RUNS runs (runs interleaved across tests). Ratios are chom / baseline in"
+    echo "  throughput (higher is better for chom)."
+  else
+    echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s), 1 and 4 clients for writes (-T $WRITE_T s);"
+    echo "  every figure is the median of $RUNS runs (runs interleaved across tests); bulk insert = one INSERT ... SELECT of $BULK"
+    echo "  sites over all tenants, timed inside a transaction that is rolled back. Ratios are chom / baseline in throughput"
+    echo "  (higher is better for chom) or chom / baseline in time for the bulk insert (lower is better)."
+  fi
+  echo "- command: bench/run.sh $ARGS (sites $SITES, runs $RUNS, read -T $READ_T s, write -T $WRITE_T s, bulk $BULK); total time ${TOTAL_SECS}s"
   echo
   echo "## Targets"
   echo
@@ -227,13 +280,28 @@ cp "$RES" "$OUT/results-$STAMP.tsv"
   echo "## Reads (median TPS / mean latency, 1 client)"
   echo
   "${RSQL[@]}" -At -c "SELECT line FROM md_reads ORDER BY ord"
+  chart reads
   echo
-  echo "## Writes (median TPS; bulk insert: median ms)"
-  echo
-  echo "none = chom uninstalled (no trigger, same seed indexes), seed = recount row trigger, chom = chom's statement triggers."
-  echo
-  "${RSQL[@]}" -At -c "SELECT line FROM md_writes ORDER BY ord"
-  echo
+  if ((SHAPES)); then
+    echo "## Other seed-index query shapes (median TPS / mean latency, 1 client)"
+    echo
+    echo "The main query of each of the other composite indexes of the app's migration (bench/pgbench/shape_*.sql); the same"
+    echo "statement in every configuration: seed/before is what the migration's index buys, chom/seed what chom changes for"
+    echo "these reads (chom_install() reuses the seed indexes, so only noise is expected)."
+    echo
+    "${RSQL[@]}" -At -c "SELECT line FROM md_shapes ORDER BY ord"
+    chart shapes
+    echo
+  fi
+  if ! ((READS_ONLY)); then
+    echo "## Writes (median TPS; bulk insert: median ms)"
+    echo
+    echo "none = chom uninstalled (no trigger, same seed indexes), seed = recount row trigger, chom = chom's statement triggers."
+    echo
+    "${RSQL[@]}" -At -c "SELECT line FROM md_writes ORDER BY ord"
+    chart writes
+    echo
+  fi
   echo "## Checks"
   echo
   echo "- chom after CREATE EXTENSION: drift tenants/vps = $DRIFT0"
@@ -244,5 +312,8 @@ cp "$RES" "$OUT/results-$STAMP.tsv"
 } >"$REPORT"
 
 echo
-"${RSQL[@]}" -c "SELECT * FROM term_reads" -c "SELECT * FROM term_writes" -c "SELECT * FROM term_targets"
+TERM_V=(-c "SELECT * FROM term_reads")
+((SHAPES)) && TERM_V+=(-c "SELECT * FROM term_shapes")
+((READS_ONLY)) || TERM_V+=(-c "SELECT * FROM term_writes")
+"${RSQL[@]}" "${TERM_V[@]}" -c "SELECT * FROM term_targets"
 say "report: $REPORT"

@@ -11,7 +11,7 @@
 -- consistent by construction.
 \set ON_ERROR_STOP 1
 SET session_replication_role = replica;
-SELECT setseed(0.4242);
+SELECT setseed(0.4242) \gset
 
 \echo '  [load] organizations, tenants'
 INSERT INTO organizations (id, name, slug, billing_email, stripe_customer_id, created_at, updated_at)
@@ -71,7 +71,7 @@ SELECT md5('alloc' || n)::uuid, md5('vps' || (1 + (n * 7) % :vps_used))::uuid, m
        size, size * 500, size * 256, timestamp '2024-01-01', timestamp '2024-01-01'
   FROM bench_tsize;
 
-\echo '  [load] sites (' :sites ' rows)'
+\echo '  [load] sites:' :sites 'rows'
 INSERT INTO sites (id, tenant_id, vps_id, domain, site_type, php_version, ssl_enabled, ssl_expires_at, status,
                    document_root, db_name, db_user, storage_used_mb, settings, created_at, updated_at, deleted_at)
 SELECT md5('site' || g)::uuid, md5('tenant' || s.n)::uuid, md5('vps' || s.v)::uuid,
@@ -97,7 +97,7 @@ SELECT md5('backup' || b)::uuid, md5('site' || (1 + (b * 7919) % :sites))::uuid,
        '/backups/b' || b, b * 1024, b % 2000, 30,
        timestamp '2025-01-01' + (b % 400) * interval '1 hour', timestamp '2024-06-01', timestamp '2024-06-01' + (b % 10000) * interval '1 minute',
        timestamp '2024-06-01'
-  FROM generate_series(1, :sites / 4) b;
+  FROM generate_series(1::bigint, :sites / 4) b;
 
 INSERT INTO subscriptions (id, organization_id, stripe_subscription_id, stripe_price_id, tier, status,
                            current_period_start, current_period_end, created_at, updated_at)
@@ -121,7 +121,7 @@ SELECT md5('usage' || u)::uuid, md5('tenant' || (1 + (u - 1) % :tenants))::uuid,
        timestamp '2024-06-01', timestamp '2024-06-01'
   FROM generate_series(1, 3 * :tenants) u;
 
-\echo '  [load] operations, audit_logs (' :sites '/2 rows each)'
+\echo '  [load] operations, audit_logs'
 INSERT INTO operations (id, tenant_id, user_id, operation_type, target_type, target_id, status, input_data,
                         started_at, completed_at, created_at, updated_at)
 SELECT md5('op' || p)::uuid, md5('tenant' || (1 + (p * 31) % :tenants))::uuid, md5('user' || (1 + (p * 17) % (2 * :orgs)))::uuid,
@@ -130,14 +130,14 @@ SELECT md5('op' || p)::uuid, md5('tenant' || (1 + (p * 31) % :tenants))::uuid, m
        (ARRAY['completed', 'completed', 'completed', 'failed', 'pending', 'running', 'cancelled'])[1 + p % 7], '{}',
        timestamp '2024-01-01' + p * interval '20 seconds', timestamp '2024-01-01' + p * interval '20 seconds' + interval '5 seconds',
        timestamp '2024-01-01' + p * interval '20 seconds', timestamp '2024-01-01' + p * interval '20 seconds'
-  FROM generate_series(1, :sites / 2) p;
+  FROM generate_series(1::bigint, :sites / 2) p;
 
 INSERT INTO audit_logs (id, organization_id, user_id, action, resource_type, resource_id, ip_address, user_agent, metadata, created_at, updated_at)
 SELECT md5('audit' || a)::uuid, md5('org' || (1 + (a * 13) % :orgs))::uuid, md5('user' || (1 + (a * 17) % (2 * :orgs)))::uuid,
        (ARRAY['login', 'site.created', 'site.deleted', 'backup.restored', 'member.invited', 'settings.updated'])[1 + a % 6],
        'site', md5('site' || (1 + (a * 104729) % :sites))::uuid, '192.0.2.' || a % 250, 'Mozilla/5.0', '{}',
        timestamp '2024-01-01' + a * interval '20 seconds', timestamp '2024-01-01' + a * interval '20 seconds'
-  FROM generate_series(1, :sites / 2) a;
+  FROM generate_series(1::bigint, :sites / 2) a;
 
 RESET session_replication_role;
 DROP TABLE bench_tsize;

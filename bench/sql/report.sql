@@ -3,8 +3,8 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS res CASCADE;
-CREATE TABLE res (phase text, config text, test text, clients int, rep int, tps numeric, lat_ms numeric);
-COPY res FROM :'res' WITH (FORMAT csv, DELIMITER E'\t');
+CREATE TABLE res (phase text, config text, test text, clients int, rep int, tps numeric, lat_ms numeric, seq bigserial);
+COPY res (phase, config, test, clients, rep, tps, lat_ms) FROM :'res' WITH (FORMAT csv, DELIMITER E'\t');
 
 CREATE VIEW med AS
 SELECT phase, config, test, clients, count(*) AS runs,
@@ -105,3 +105,26 @@ UNION ALL SELECT 1, '|---|---:|---|---:|---:|---:|---:|---:|'
 UNION ALL SELECT 10 + ord, format('| %s | %s | %s | %s | %s | %s | %s | %s |', test, clients, CASE WHEN is_bulk THEN 'ms' ELSE 'tps' END,
        f(n_v), f(s_v), f(c_v), f(ratio(c_v, n_v), 2) || 'x', f(ratio(c_v, s_v), 2) || 'x')
   FROM writes;
+
+-- the other seed-index query shapes (phase 'shape'), in the order run.sh ran them
+CREATE VIEW shapes AS
+SELECT row_number() OVER (ORDER BY min(first_seq)) AS ord, test,
+       max(CASE config WHEN 'before' THEN tps END) AS b_tps, max(CASE config WHEN 'before' THEN lat END) AS b_lat,
+       max(CASE config WHEN 'seed' THEN tps END) AS s_tps, max(CASE config WHEN 'seed' THEN lat END) AS s_lat,
+       max(CASE config WHEN 'chom' THEN tps END) AS c_tps, max(CASE config WHEN 'chom' THEN lat END) AS c_lat
+  FROM (SELECT m.*, (SELECT min(r.seq) FROM res r WHERE r.phase = m.phase AND r.test = m.test) AS first_seq
+          FROM med m WHERE phase = 'shape') x
+ GROUP BY test;
+
+CREATE VIEW term_shapes AS
+SELECT test AS "seed-index shape (1 client)", f(b_tps) AS "before tps", f(b_lat, 3) AS "before ms", f(s_tps) AS "seed tps",
+       f(s_lat, 3) AS "seed ms", f(c_tps) AS "chom tps", f(c_lat, 3) AS "chom ms",
+       f(ratio(s_tps, b_tps), 2) || 'x' AS "seed/before", f(ratio(c_tps, s_tps), 2) || 'x' AS "chom/seed"
+  FROM shapes ORDER BY ord;
+
+CREATE VIEW md_shapes AS
+SELECT 0 AS ord, '| query shape | before tps | before ms | seed tps | seed ms | chom tps | chom ms | seed/before | chom/seed |' AS line
+UNION ALL SELECT 1, '|---|---:|---:|---:|---:|---:|---:|---:|---:|'
+UNION ALL SELECT 10 + ord, format('| %s | %s | %s | %s | %s | %s | %s | %s | %s |', test, f(b_tps), f(b_lat, 3), f(s_tps), f(s_lat, 3),
+       f(c_tps), f(c_lat, 3), f(ratio(s_tps, b_tps), 2) || 'x', f(ratio(c_tps, s_tps), 2) || 'x')
+  FROM shapes;
