@@ -2,9 +2,7 @@
 //! filled by sql/managed_indexes.sql) and the trigger list below, and the catalogue look-ups that decide whether
 //! an index is there, is equivalent to one chom wants, or is broken.
 
-use crate::errors::spi;
 use crate::target::Target;
-use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 /// The comment chom puts on the indexes it builds (and on those chom_index_ddl() builds), so that an index
@@ -82,36 +80,24 @@ impl ManagedIndex {
              WHERE n.nspname = $1 AND c.relname = $2",
             chom = quote_identifier(&target.extension_schema)
         );
-        Spi::connect(|client| {
-            let rows = spi(
-                client.select(
-                    &sql,
-                    Some(1),
-                    &[
-                        target.schema.clone().into(),
-                        self.name.clone().into(),
-                        self.table.clone().into(),
-                        INDEX_MARKER.into(),
-                        self.key_columns.clone().into(),
-                    ],
-                ),
-                "looking up an index",
-            );
-            match rows.into_iter().next() {
-                None => Named::Absent,
-                Some(row) => {
-                    let on_table = row.get::<bool>(1).ok().flatten().unwrap_or(false);
-                    if !on_table {
-                        return Named::Other;
-                    }
-                    Named::Index {
-                        valid: row.get::<bool>(2).ok().flatten().unwrap_or(false),
-                        marked: row.get::<bool>(3).ok().flatten().unwrap_or(false),
-                        same_keys: row.get::<bool>(4).ok().flatten().unwrap_or(false),
-                    }
-                }
+        let args = [
+            target.schema.clone().into(),
+            self.name.clone().into(),
+            self.table.clone().into(),
+            INDEX_MARKER.into(),
+            self.key_columns.clone().into(),
+        ];
+        let found = crate::db::rows(&sql, &args, |row| {
+            if !row.get::<bool>(1).unwrap_or(false) {
+                return Named::Other;
             }
-        })
+            Named::Index {
+                valid: row.get(2).unwrap_or(false),
+                marked: row.get(3).unwrap_or(false),
+                same_keys: row.get(4).unwrap_or(false),
+            }
+        });
+        found.into_iter().next().unwrap_or(Named::Absent)
     }
 
     /// Another valid, non-partial b-tree index on the same table whose leading key columns are this one's
@@ -147,15 +133,11 @@ pub fn managed_indexes(extension_schema: &str) -> Vec<ManagedIndex> {
         "SELECT name, table_name, key_columns, descending FROM {}.chom_managed_index ORDER BY table_name, name",
         quote_identifier(extension_schema)
     );
-    Spi::connect(|client| {
-        spi(client.select(&sql, None, &[]), "reading chom_managed_index")
-            .map(|row| ManagedIndex {
-                name: row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                table: row.get::<String>(2).ok().flatten().unwrap_or_default(),
-                key_columns: row.get::<Vec<String>>(3).ok().flatten().unwrap_or_default(),
-                descending: row.get::<Vec<String>>(4).ok().flatten().unwrap_or_default(),
-            })
-            .collect()
+    crate::db::rows(&sql, &[], |row| ManagedIndex {
+        name: row.get(1).unwrap_or_default(),
+        table: row.get(2).unwrap_or_default(),
+        key_columns: row.get(3).unwrap_or_default(),
+        descending: row.get(4).unwrap_or_default(),
     })
 }
 

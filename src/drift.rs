@@ -2,7 +2,6 @@
 //! values exact, so drift only comes from writes that bypassed them (session_replication_role = replica,
 //! disabled triggers, partial restores); these functions find it and mend it.
 
-use crate::errors::spi;
 use crate::queries;
 use crate::target::{self, Target};
 use pgrx::prelude::*;
@@ -13,34 +12,20 @@ const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
 
 
 fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
-    Spi::connect(|client| {
-        let sql = queries::sql(target, "tenant_drift", "");
-        spi(client.select(&*sql, None, &[ids.into()]), "the tenant drift check")
-            .map(|row| {
-                (
-                    row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
-                    row.get::<i32>(2).ok().flatten().unwrap_or(0),
-                    row.get::<i64>(3).ok().flatten().unwrap_or(0),
-                    row.get::<i64>(4).ok().flatten().unwrap_or(0),
-                    row.get::<i64>(5).ok().flatten().unwrap_or(0),
-                )
-            })
-            .collect()
+    crate::db::rows(&queries::sql(target, "tenant_drift", ""), &[ids.into()], |row| {
+        (
+            row.get(1).unwrap_or(Uuid::from_bytes([0; 16])),
+            row.get(2).unwrap_or(0),
+            row.get(3).unwrap_or(0),
+            row.get(4).unwrap_or(0),
+            row.get(5).unwrap_or(0),
+        )
     })
 }
 
 fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>, i64)> {
-    Spi::connect(|client| {
-        let sql = queries::sql(target, "vps_drift", "");
-        spi(client.select(&*sql, None, &[ids.into()]), "the VPS drift check")
-            .map(|row| {
-                (
-                    row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
-                    row.get::<i64>(2).ok().flatten(),
-                    row.get::<i64>(3).ok().flatten().unwrap_or(0),
-                )
-            })
-            .collect()
+    crate::db::rows(&queries::sql(target, "vps_drift", ""), &[ids.into()], |row| {
+        (row.get(1).unwrap_or(Uuid::from_bytes([0; 16])), row.get(2), row.get(3).unwrap_or(0))
     })
 }
 

@@ -4,7 +4,6 @@
 //! sites before tenants too, so an install waits for them instead of deadlocking with them.
 
 use crate::catalog::{self, ManagedIndex, Named};
-use crate::errors::spi;
 use crate::target::{self, Target, CACHED_COLUMNS};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -176,21 +175,12 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
             rows.push(("trigger".into(), trigger.name.into(), "dropped".into()));
         }
     }
-    let installed: Vec<(String, String, String, Option<String>)> = Spi::connect(|client| {
-        let sql = format!(
-            "SELECT kind, name, origin, reused_index FROM {}.chom_installed WHERE kind IN ('index', 'column') ORDER BY kind DESC, name",
-            quote_identifier(&target.extension_schema)
-        );
-        spi(client.select(&sql, None, &[]), "reading chom_installed")
-            .map(|row| {
-                (
-                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                    row.get::<String>(2).ok().flatten().unwrap_or_default(),
-                    row.get::<String>(3).ok().flatten().unwrap_or_default(),
-                    row.get::<String>(4).ok().flatten(),
-                )
-            })
-            .collect()
+    let sql = format!(
+        "SELECT kind, name, origin, reused_index FROM {}.chom_installed WHERE kind IN ('index', 'column') ORDER BY kind DESC, name",
+        quote_identifier(&target.extension_schema)
+    );
+    let installed: Vec<(String, String, String, Option<String>)> = crate::db::rows(&sql, &[], |row| {
+        (row.get(1).unwrap_or_default(), row.get(2).unwrap_or_default(), row.get(3).unwrap_or_default(), row.get(4))
     });
     let mut dropped_columns = Vec::new();
     for (kind, name, origin, reused) in installed {

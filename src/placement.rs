@@ -101,20 +101,13 @@ pub fn chom_pick_vps(
 pub fn chom_vps_load() -> TableIterator<'static, (name!(vps_id, Uuid), name!(hostname, String), name!(live_sites, i64), name!(eligible, bool))> {
     let health = settings::eligible_health();
     let target = target::require_installed();
-    let rows: Vec<(Uuid, String, i64, bool)> = Spi::connect(|client| {
-        crate::errors::spi(
-            client.select(&*queries::sql(&target, "vps_load", ""), None, &[health.into()]),
-            "listing VPS loads",
+    let rows = crate::db::rows(&queries::sql(&target, "vps_load", ""), &[health.into()], |row| {
+        (
+            row.get(1).unwrap_or(Uuid::from_bytes([0; 16])),
+            row.get(2).unwrap_or_default(),
+            row.get(3).unwrap_or(0),
+            row.get(4).unwrap_or(false),
         )
-        .map(|row| {
-            (
-                row.get::<Uuid>(1).ok().flatten().unwrap_or(Uuid::from_bytes([0; 16])),
-                row.get::<String>(2).ok().flatten().unwrap_or_default(),
-                row.get::<i64>(3).ok().flatten().unwrap_or(0),
-                row.get::<bool>(4).ok().flatten().unwrap_or(false),
-            )
-        })
-        .collect()
     });
     TableIterator::new(rows)
 }

@@ -104,20 +104,16 @@ pub fn chom_index_usage() -> TableIterator<
     ),
 > {
     let target = target::require_installed();
-    let rows: Vec<_> = Spi::connect(|client| {
-        crate::errors::spi(client.select(&*crate::queries::sql(&target, "index_usage", ""), None, &[]), "index usage")
-            .map(|row| {
-                (
-                    row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                    row.get::<String>(2).ok().flatten().unwrap_or_default(),
-                    row.get::<i64>(3).ok().flatten().unwrap_or(0),
-                    row.get::<i64>(4).ok().flatten().unwrap_or(0),
-                    row.get::<i64>(5).ok().flatten().unwrap_or(0),
-                    row.get::<bool>(6).ok().flatten().unwrap_or(false),
-                    row.get::<String>(7).ok().flatten(),
-                )
-            })
-            .collect()
+    let rows = crate::db::rows(&crate::queries::sql(&target, "index_usage", ""), &[], |row| {
+        (
+            row.get(1).unwrap_or_default(),
+            row.get(2).unwrap_or_default(),
+            row.get(3).unwrap_or(0),
+            row.get(4).unwrap_or(0),
+            row.get(5).unwrap_or(0),
+            row.get(6).unwrap_or(false),
+            row.get(7),
+        )
     });
     TableIterator::new(rows)
 }
