@@ -195,14 +195,14 @@ fn apply(target: &Target, deltas: Deltas) {
                 client,
                 &update,
                 &[UUID_ARRAY, INT4_ARRAY],
-                &[uuid_array(deltas.vps.keys().copied()), sites.into()],
+                &[uuid_array(deltas.vps.keys().copied()), sites.clone().into()],
             )
             .filter_map(|row| row.get::<Uuid>(1).ok().flatten().map(|id| *id.as_bytes()))
             .collect();
             if updated.len() < deltas.vps.len() {
                 // a VPS with no row yet (its registry trigger was bypassed): insert its count
                 let (ids, sites): (Vec<UuidBytes>, Vec<i32>) =
-                    deltas.vps.iter().filter(|(id, _)| !updated.contains(*id)).map(|(id, n)| (*id, *n as i32)).unzip();
+                    deltas.vps.keys().copied().zip(sites).filter(|(id, _)| !updated.contains(id)).unzip();
                 let upsert = queries::sql(target, "upsert_vps_deltas", "");
                 crate::plans::execute(client, &upsert, &[UUID_ARRAY, INT4_ARRAY], &[uuid_array(ids.into_iter()), sites.into()]);
             }
@@ -249,8 +249,9 @@ fn chom_sites_aggregates<'a>(
     Ok(None)
 }
 
-/// Trigger function of chom's INSERT, DELETE and TRUNCATE statement triggers on `vps_servers`: every VPS has
-/// a row in chom_vps_load, so chom_pick_vps() finds VPSes that have no sites yet.
+/// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `vps_servers`: every
+/// VPS has a row in chom_vps_load, with the attributes chom_pick_vps() filters on, so the pick finds VPSes that
+/// have no sites yet and sees status, health and size changes.
 #[pg_trigger]
 fn chom_vps_registry<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
