@@ -37,10 +37,20 @@ SELECT t.id, t.cached_sites_count, coalesce(l.sites_count, 0)::bigint,
 
 -- name: lock_tenants
 -- Row locks on tenants, always taken in id order: two statements touching the same tenants cannot deadlock.
-SELECT t.id FROM {tenants} t WHERE t.id = ANY ($1::uuid[]) ORDER BY t.id FOR NO KEY UPDATE OF t
+-- Returns the ctid of each locked row version (the latest one: a row updated concurrently is followed to its
+-- new version before it is locked), which nobody else can change until the transaction ends.
+SELECT t.id, t.ctid FROM {tenants} t WHERE t.id = ANY ($1::uuid[]) ORDER BY t.id FOR NO KEY UPDATE OF t
+
+-- name: apply_locked_tenant_deltas
+-- One statement's net change per tenant, for the rows lock_tenants locked, reached by ctid (a TID scan each).
+UPDATE {tenants} t
+   SET cached_sites_count = t.cached_sites_count + d.sites,
+       cached_storage_mb  = t.cached_storage_mb + d.storage
+  FROM unnest($1::tid[], $2::integer[], $3::bigint[]) AS d(ctid, sites, storage)
+ WHERE t.ctid = d.ctid
 
 -- name: apply_tenant_deltas
--- One statement's net change per tenant, from the sites triggers.
+-- The same change for a statement that touched one tenant: no lock order to keep.
 UPDATE {tenants} t
    SET cached_sites_count = t.cached_sites_count + d.sites,
        cached_storage_mb  = t.cached_storage_mb + d.storage

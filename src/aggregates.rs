@@ -4,7 +4,7 @@
 //! Each statement's transition tables are read straight from their tuplestores (no SPI query, no plan), folded
 //! into one net delta per tenant and per VPS, and applied with one prepared, set-based statement per table.
 //! Tenant rows are locked in id order first, so two statements touching the same tenants in different orders
-//! cannot deadlock. `cached_at` is not written here: it is indexed (idx_tenants_cached_at), and leaving it alone
+//! cannot deadlock; the update then reaches the locked rows by ctid. `cached_at` is not written here: it is indexed (idx_tenants_cached_at), and leaving it alone
 //! keeps these updates HOT. It records the last full recompute instead.
 
 use crate::errors::raise;
@@ -148,6 +148,7 @@ fn uuid_array(ids: impl Iterator<Item = UuidBytes>) -> DatumWithOid<'static> {
 const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
 const INT4_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4ARRAYOID);
 const INT8_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT8ARRAYOID);
+const TID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TIDARRAYOID);
 
 fn out_of_range(what: &str) -> ! {
     raise(
@@ -157,32 +158,45 @@ fn out_of_range(what: &str) -> ! {
     )
 }
 
-/// Applies a statement's deltas: tenants (locked in id order when there are several), then VPS loads.
+fn checked_counts(tenants: impl Iterator<Item = (i64, i128)>) -> (Vec<i32>, Vec<i64>) {
+    tenants
+        .map(|(sites, mb)| {
+            (
+                i32::try_from(sites).unwrap_or_else(|_| out_of_range("a tenant's site count")),
+                i64::try_from(mb).unwrap_or_else(|_| out_of_range("a tenant's storage")),
+            )
+        })
+        .unzip()
+}
+
+/// Applies a statement's deltas: tenants, then VPS loads. When several tenants change, their rows are locked
+/// first in id order (no deadlock between statements), and the lock pass hands back each row's ctid, so the
+/// update goes straight to the locked row versions instead of looking every id up in the index again.
 fn apply(target: &Target, deltas: Deltas) {
     Spi::connect_mut(|client| {
-        if !deltas.tenants.is_empty() {
-            let ids = || deltas.tenants.keys().copied();
-            if deltas.tenants.len() > 1 {
-                let lock = queries::sql(target, "lock_tenants", "");
-                crate::plans::execute(client, &lock, &[UUID_ARRAY], &[uuid_array(ids())]);
-            }
-            let sites: Vec<i32> = deltas
-                .tenants
-                .values()
-                .map(|(sites, _)| i32::try_from(*sites).unwrap_or_else(|_| out_of_range("a tenant's site count")))
-                .collect();
-            let storage: Vec<i64> = deltas
-                .tenants
-                .values()
-                .map(|(_, mb)| i64::try_from(*mb).unwrap_or_else(|_| out_of_range("a tenant's storage")))
-                .collect();
+        if deltas.tenants.len() == 1 {
+            let (sites, storage) = checked_counts(deltas.tenants.values().copied());
             let update = queries::sql(target, "apply_tenant_deltas", "");
             crate::plans::execute(
                 client,
                 &update,
                 &[UUID_ARRAY, INT4_ARRAY, INT8_ARRAY],
-                &[uuid_array(ids()), sites.into(), storage.into()],
+                &[uuid_array(deltas.tenants.keys().copied()), sites.into(), storage.into()],
             );
+        } else if !deltas.tenants.is_empty() {
+            let lock = queries::sql(target, "lock_tenants", "");
+            let locked: Vec<(pg_sys::ItemPointerData, (i64, i128))> =
+                crate::plans::execute(client, &lock, &[UUID_ARRAY], &[uuid_array(deltas.tenants.keys().copied())])
+                    .filter_map(|row| {
+                        let id = row.get::<Uuid>(1).ok().flatten()?;
+                        let ctid = row.get::<pg_sys::ItemPointerData>(2).ok().flatten()?;
+                        Some((ctid, *deltas.tenants.get(id.as_bytes())?))
+                    })
+                    .collect();
+            let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i64, i128)>) = locked.into_iter().unzip();
+            let (sites, storage) = checked_counts(changes.into_iter());
+            let update = queries::sql(target, "apply_locked_tenant_deltas", "");
+            crate::plans::execute(client, &update, &[TID_ARRAY, INT4_ARRAY, INT8_ARRAY], &[ctids.into(), sites.into(), storage.into()]);
         }
         if !deltas.vps.is_empty() {
             let sites: Vec<i32> = deltas
