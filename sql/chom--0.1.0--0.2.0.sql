@@ -34,6 +34,13 @@ DROP INDEX chom_vps_load_least_loaded;
 CREATE INDEX chom_vps_load_pick ON chom_vps_load (live_sites, vps_id)
     WHERE status = 'active' AND allocation_type = 'shared';
 
+-- chom_install() now gives tenants a fillfactor (chom.tenants_fillfactor) and records it, so that
+-- chom_uninstall() resets it. On an installed database the existing rows get that room as they are updated;
+-- VACUUM FULL tenants (or pg_repack) lays the whole table out at once.
+ALTER TABLE chom_installed DROP CONSTRAINT chom_installed_kind_check;
+ALTER TABLE chom_installed ADD CONSTRAINT chom_installed_kind_check
+    CHECK (kind IN ('schema', 'column', 'index', 'trigger', 'storage'));
+
 -- Where chom is installed on CHOM's tables: add the new trigger (chom_install() is idempotent) and fill the
 -- copied attributes (chom_repair_drift() reports and recounts every VPS whose copy is stale).
 DO $chom$

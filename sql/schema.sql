@@ -14,10 +14,11 @@ CREATE TABLE chom_managed_index (
 
 -- What chom_install() did to CHOM's schema, so that chom_uninstall() undoes exactly that and nothing else.
 --   kind 'schema'  : the schema that holds CHOM's tables (one row)
+--   kind 'storage' : a storage parameter of a CHOM table (tenants' fillfactor)
 --   origin 'created': chom made it and removes it; 'reused': it was there (an equivalent index, a column the
 --   application's migration added) and chom leaves it alone.
 CREATE TABLE chom_installed (
-    kind         text NOT NULL CHECK (kind IN ('schema', 'column', 'index', 'trigger')),
+    kind         text NOT NULL CHECK (kind IN ('schema', 'column', 'index', 'trigger', 'storage')),
     name         text NOT NULL,
     table_name   text,
     origin       text NOT NULL CHECK (origin IN ('created', 'reused')),

@@ -43,7 +43,7 @@ fn lock_tables(target: &Target) {
 }
 
 /// Installs everything chom manages on CHOM's tables, in one transaction: the cached aggregate columns on
-/// `tenants` (filled by one set-based pass), the per-VPS load table, the managed indexes (reusing equivalent
+/// `tenants` (filled by one set-based pass, after giving the table room for HOT updates), the per-VPS load table, the managed indexes (reusing equivalent
 /// ones) and the triggers. Idempotent; each row says what was done: `created`, `exists`, `reused <index>` or
 /// `skipped <why>`. Errors name what is missing or mistyped (42P01, 42703, 42804) and leave nothing behind.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -79,6 +79,8 @@ pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name
     if !added.is_empty() {
         run(&format!("ALTER TABLE {} {}", target.table("tenants"), added.join(", ")));
     }
+    let fillfactor = install_fillfactor(&target);
+    rows.push(("storage".into(), "tenants.fillfactor".into(), fillfactor));
     if first_install {
         // Exact from the start: every tenant recounted while sites writers wait on the lock taken above.
         crate::db::run(&crate::queries::sql(&target, "recount_tenants", ""), &[Option::<Vec<pgrx::Uuid>>::None.into()]);
@@ -104,6 +106,39 @@ pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name
         rows.push(("trigger".into(), trigger.name.into(), action.into()));
     }
     TableIterator::new(rows)
+}
+
+/// Gives `tenants` room on every page for new row versions (chom.tenants_fillfactor), so that the triggers'
+/// counter updates stay HOT (no index entries) even when one statement changes many tenants of one page. Set
+/// before the first fill, which rewrites every tenant row and so lays the table out with that room at no extra
+/// cost. A fillfactor the table already has is the DBA's and is kept; chom_uninstall() resets only its own.
+fn install_fillfactor(target: &Target) -> String {
+    let wanted = crate::settings::TENANTS_FILLFACTOR.get();
+    match (recorded(target, "storage", "fillfactor").as_deref(), target::fillfactor(target, "tenants")) {
+        (Some("created"), Some(None)) if wanted < 100 => {
+            set_fillfactor(target, wanted);
+            format!("set to {wanted} again (it had been reset)")
+        }
+        (Some(_), current) => format!("exists ({})", current.flatten().unwrap_or(100)),
+        (None, None) => "skipped (partitioned table: set fillfactor on its partitions)".into(),
+        (None, Some(Some(own))) => {
+            record(target, "storage", "fillfactor", Some("tenants"), "reused", None);
+            format!("kept ({own}, the table's own setting)")
+        }
+        (None, Some(None)) if wanted >= 100 => {
+            record(target, "storage", "fillfactor", Some("tenants"), "reused", None);
+            "kept (100: chom.tenants_fillfactor = 100)".into()
+        }
+        (None, Some(None)) => {
+            set_fillfactor(target, wanted);
+            record(target, "storage", "fillfactor", Some("tenants"), "created", None);
+            format!("set to {wanted} (room for HOT updates of the cached aggregates)")
+        }
+    }
+}
+
+fn set_fillfactor(target: &Target, fillfactor: i32) {
+    run(&format!("ALTER TABLE {} SET (fillfactor = {fillfactor})", target.table("tenants")));
 }
 
 fn create_index(target: &Target, index: &ManagedIndex) {
@@ -156,7 +191,7 @@ fn install_index(target: &Target, index: &ManagedIndex) -> String {
 }
 
 /// Removes exactly what chom_install() added: the triggers, the indexes chom created (never reused ones), the
-/// cached columns unless they were there before, and chom's per-VPS counts. Afterwards `DROP EXTENSION chom`
+/// cached columns unless they were there before, the fillfactor chom gave `tenants`, and chom's per-VPS counts. Afterwards `DROP EXTENSION chom`
 /// succeeds and CHOM's schema is as it was. Returns one row per object with `dropped` or `kept (...)`.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
@@ -176,15 +211,24 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
         }
     }
     let sql = format!(
-        "SELECT kind, name, origin, reused_index FROM {}.chom_installed WHERE kind IN ('index', 'column') ORDER BY kind DESC, name",
+        "SELECT kind, name, origin, reused_index FROM {}.chom_installed WHERE kind IN ('index', 'column', 'storage') \
+         ORDER BY kind DESC, name",
         quote_identifier(&target.extension_schema)
     );
     let installed: Vec<(String, String, String, Option<String>)> = crate::db::rows(&sql, &[], |row| {
         (row.get(1).unwrap_or_default(), row.get(2).unwrap_or_default(), row.get(3).unwrap_or_default(), row.get(4))
     });
     let mut dropped_columns = Vec::new();
+    let tenants_exist = target::table_exists(&target, "tenants");
     for (kind, name, origin, reused) in installed {
         match (kind.as_str(), origin.as_str()) {
+            ("storage", "created") => {
+                if tenants_exist {
+                    run(&format!("ALTER TABLE {} RESET ({})", target.table("tenants"), quote_identifier(&name)));
+                }
+                rows.push(("storage".into(), format!("tenants.{name}"), "reset".into()));
+            }
+            ("storage", _) => rows.push(("storage".into(), format!("tenants.{name}"), "kept (not chom's)".into())),
             ("index", "created") => {
                 run(&format!("DROP INDEX IF EXISTS {}.{}", quote_identifier(&target.schema), quote_identifier(&name)));
                 rows.push(("index".into(), name, "dropped".into()));
@@ -197,7 +241,7 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
             _ => rows.push(("column".into(), format!("tenants.{name}"), "kept (was there before chom)".into())),
         }
     }
-    if !dropped_columns.is_empty() && target::table_exists(&target, "tenants") {
+    if !dropped_columns.is_empty() && tenants_exist {
         run(&format!("ALTER TABLE {} {}", target.table("tenants"), dropped_columns.join(", ")));
     }
     let chom = quote_identifier(&target.extension_schema);
@@ -289,6 +333,42 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname LIKE 'cached\\_%' AND NOT attisdropped"), 0);
         assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'sites_tenant_id_status_index'"), 1);
         assert_eq!(count("SELECT count(*) FROM chom_installed"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions IS NULL"), 1, "fillfactor reset");
+    }
+
+    /// (all, HOT) row updates of tenants in this transaction so far.
+    fn tenant_updates() -> (i64, i64) {
+        Spi::get_two::<i64, i64>("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'tenants'")
+            .map(|(all, hot)| (all.unwrap_or(0), hot.unwrap_or(0)))
+            .unwrap()
+    }
+
+    #[pg_test]
+    fn counter_updates_of_many_tenants_on_one_page_are_hot() {
+        load_schema();
+        Spi::run(SMALL_DATA).unwrap();
+        Spi::run("INSERT INTO tenants (id, organization_id, name, slug) SELECT gen_random_uuid(), '00000000-0000-0000-0000-0000000000a1', 'Tenant ' || i, 'bulk' || i FROM generate_series(1, 2000) i").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_install() WHERE kind = 'storage' AND action LIKE 'set to 70 %'"), 1);
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=70}'"), 1);
+        let (all_before, hot_before) = tenant_updates();
+        // one new site for every fourth tenant row: a quarter of the rows of every page change in one statement
+        Spi::run("INSERT INTO sites (id, tenant_id, domain) SELECT gen_random_uuid(), id, 'hot-' || slug || '.test' FROM (SELECT id, slug, row_number() OVER (ORDER BY ctid) AS n FROM tenants) t WHERE n % 4 = 0").unwrap();
+        let (all, hot) = tenant_updates();
+        let (all, hot) = (all - all_before, hot - hot_before);
+        assert_eq!(all, 501, "one counter update per tenant that got a site");
+        assert!(hot * 10 >= all * 9, "{hot} of {all} tenant updates were HOT");
+        assert_eq!(drifted_tenants(), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE kind = 'storage' AND state = 'installed' AND detail LIKE 'fillfactor 70%'"), 1);
+    }
+
+    #[pg_test]
+    fn a_fillfactor_the_table_already_has_is_kept() {
+        load_schema();
+        Spi::run("ALTER TABLE tenants SET (fillfactor = 90)").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_install() WHERE kind = 'storage' AND action = 'kept (90, the table''s own setting)'"), 1);
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE kind = 'storage' AND state = 'reused'"), 1);
+        Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=90}'"), 1);
     }
 
     #[pg_test]

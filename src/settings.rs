@@ -19,6 +19,11 @@ pub static TARGET_SCHEMA: GucSetting<Option<std::ffi::CString>> = GucSetting::<O
 /// sql/finalize.sql; registered here so that it is validated and shown by SHOW.
 pub static INSTALL_ON_CREATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// `chom.tenants_fillfactor`: the fillfactor chom_install() gives `tenants` when the table has none of its own
+/// (default 70; 100 leaves the table as it is). The free room on each page is what lets the triggers' counter
+/// updates be HOT when one statement changes many tenants of the same page.
+pub static TENANTS_FILLFACTOR: GucSetting<i32> = GucSetting::<i32>::new(70);
+
 pub const HEALTH_STATES: [&str; 4] = ["healthy", "degraded", "unhealthy", "unknown"];
 
 pub fn register() {
@@ -45,6 +50,16 @@ pub fn register() {
         c"Whether CREATE EXTENSION chom installs on CHOM's tables right away.",
         c"Off: only chom's functions; build indexes with chom_index_ddl(), then run chom_install().",
         &INSTALL_ON_CREATE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"chom.tenants_fillfactor",
+        c"Fillfactor chom_install() sets on tenants when the table has none of its own (100: leave it alone).",
+        c"Room on each page for new row versions keeps the triggers' counter updates HOT: no index entries.",
+        &TENANTS_FILLFACTOR,
+        10,
+        100,
         GucContext::Userset,
         GucFlags::default(),
     );

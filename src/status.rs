@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 
-/// One row per managed object: `kind` (column, index, trigger, table), its `name` and `table_name`, its
+/// One row per managed object: `kind` (column, storage, index, trigger, table), its `name` and `table_name`, its
 /// `state` — installed, missing, reused (an equivalent index serves; `detail` names it), invalid (e.g. an
 /// INVALID index left by a failed concurrent build), disabled (a trigger someone disabled: aggregates will
 /// drift) — and a `detail` saying what to do. Without CHOM's tables, one row says so.
@@ -39,6 +39,7 @@ pub fn chom_status() -> TableIterator<'static, (
         };
         rows.push(("column".into(), (*column).into(), "tenants".into(), state.into(), detail));
     }
+    rows.push(fillfactor_status(&target, installed));
     for index in catalog::managed_indexes(&target.extension_schema) {
         let (state, detail) = if let Some(why) = index.missing_prerequisite(&target) {
             ("missing".to_string(), Some(why))
@@ -84,6 +85,39 @@ pub fn chom_status() -> TableIterator<'static, (
         Some(format!("{load_rows} VPS rows")),
     ));
     TableIterator::new(rows)
+}
+
+/// The `tenants.fillfactor` row: the fillfactor and how many of the table's row updates were HOT since the
+/// statistics were reset (the triggers' counter updates are most of them).
+fn fillfactor_status(target: &target::Target, installed: bool) -> (String, String, String, String, Option<String>) {
+    let origin: Option<String> = crate::db::one(
+        &format!("SELECT origin FROM {}.chom_installed WHERE kind = 'storage' AND name = 'fillfactor'", quote_identifier(&target.extension_schema)),
+        &[],
+    );
+    let fillfactor = target::fillfactor(target, "tenants").flatten().unwrap_or(100);
+    let hot: Option<String> = crate::db::one(
+        "SELECT format('%s%% of %s row updates HOT', round(100.0 * n_tup_hot_upd / n_tup_upd), n_tup_upd) \
+           FROM pg_catalog.pg_stat_all_tables WHERE schemaname = $1 AND relname = 'tenants' AND n_tup_upd > 0",
+        &[target.schema.clone().into()],
+    );
+    let state = match (installed, origin.as_deref()) {
+        (true, Some("created")) if fillfactor < 100 => "installed",
+        (true, Some("reused")) => "reused",
+        _ => "missing",
+    };
+    let mut detail = format!("fillfactor {fillfactor}");
+    if let Some(hot) = hot {
+        detail.push_str("; ");
+        detail.push_str(&hot);
+    }
+    if state == "missing" {
+        detail.push_str(if installed {
+            "; reset since chom_install(): chom_install() sets it again"
+        } else {
+            "; run chom_install()"
+        });
+    }
+    ("storage".into(), "fillfactor".into(), "tenants".into(), state.into(), Some(detail))
 }
 
 /// Usage of the indexes serving chom's catalogue (chom's own, or the equivalent index it reused): scans and

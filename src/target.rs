@@ -197,6 +197,21 @@ pub fn column_type(target: &Target, table: &str, column: &str) -> Option<String>
         )
 }
 
+/// The fillfactor storage parameter of one of CHOM's tables: `Some(None)` when a plain table uses the default,
+/// None when the table is partitioned (partitioned tables take no storage parameters) or missing.
+pub fn fillfactor(target: &Target, table: &str) -> Option<Option<i32>> {
+    crate::db::rows(
+        "SELECT (SELECT o.option_value::integer FROM pg_catalog.pg_options_to_table(c.reloptions) o \
+                  WHERE o.option_name = 'fillfactor') \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
+        &[target.schema.clone().into(), table.into()],
+        |row| row.get::<i32>(1),
+    )
+    .into_iter()
+    .next()
+}
+
 /// Whether a table exists in CHOM's schema.
 pub fn table_exists(target: &Target, table: &str) -> bool {
     crate::db::one(

@@ -7,8 +7,8 @@ mod common;
 use common::{drifted_tenants, drifted_vps, scalar_i64, Server};
 use postgres::Client;
 
-/// Every member of the extension, with the definition, privileges and settings of its functions, the columns
-/// and indexes of its tables, and the triggers chom put on CHOM's tables.
+/// Every member of the extension, with the definition, privileges and settings of its functions, the columns,
+/// indexes and constraints of its tables, and what chom put on CHOM's tables (triggers, tenants' storage).
 fn extension_objects(db: &mut Client) -> Vec<String> {
     db.query(
         "WITH members AS (SELECT d.classid, d.objid, d.objsubid FROM pg_depend d \
@@ -25,7 +25,12 @@ fn extension_objects(db: &mut Client) -> Vec<String> {
          SELECT pg_get_indexdef(i.indexrelid) FROM members m JOIN pg_index i ON i.indrelid = m.objid \
           WHERE m.classid = 'pg_class'::regclass \
          UNION ALL \
+         SELECT c.conrelid::regclass || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid) \
+           FROM members m JOIN pg_constraint c ON c.conrelid = m.objid WHERE m.classid = 'pg_class'::regclass \
+         UNION ALL \
          SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgname LIKE 'chom\\_%' \
+         UNION ALL \
+         SELECT 'tenants storage ' || coalesce(c.reloptions::text, 'default') FROM pg_class c WHERE c.relname = 'tenants' \
          ORDER BY 1",
         &[],
     )
