@@ -186,8 +186,14 @@ check_drift() { # <when>
   CHECKS+=("$1: chom_cache_drift/chom_vps_drift rows = $d")
   say "  drift check ($1): tenants/vps rows = $d"
 }
+bulk_run() { # <config> <rep>: one timed INSERT ... SELECT of $BULK sites, rolled back
+  local ms
+  ms=$(db -v tenants="$TENANTS" -v vps_used="$VPS_USED" -v bulk="$BULK" -f "$HERE/sql/bulk_insert.sql" | sed -n 's/^BULK_MS //p')
+  printf '%s\t%s\t%s\t%s\t%s\t\t%s\n' write "$1" "bulk insert ${BULK} rows" 1 "$2" "$ms" >>"$RES"
+  printf '    write %-6s %-22s     run %s: %10s    %9.1f ms\n' "$1" "bulk insert" "$2" "" "$ms" | tee -a "$LOG"
+}
 write_phase() { # <config>
-  local config=$1 rep ms
+  local config=$1 rep
   db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
   for ((rep = 1; rep <= RUNS; rep++)); do
     for c in 1 4; do
@@ -198,9 +204,7 @@ write_phase() { # <config>
       bench write "$config" "insert, biggest tenant" "$c" "$rep" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
     done
     [ "$config" = chom ] && check_drift "chom, after pgbench writes of run $rep"
-    ms=$(db -v tenants="$TENANTS" -v vps_used="$VPS_USED" -v bulk="$BULK" -f "$HERE/sql/bulk_insert.sql" | sed -n 's/^BULK_MS //p')
-    printf '%s\t%s\t%s\t%s\t%s\t\t%s\n' write "$config" "bulk insert ${BULK} rows" 1 "$rep" "$ms" >>"$RES"
-    printf '    write %-6s %-22s     run %s: %10s    %9.1f ms\n' "$config" "bulk insert" "$rep" "" "$ms" | tee -a "$LOG"
+    bulk_run "$config" "$rep"
     # put the data back as it was (the seed trigger would recount once per restored row: switched off meanwhile)
     [ "$config" = seed ] && db -c "ALTER TABLE sites DISABLE TRIGGER bench_seed_recount"
     db -v pool="$POOL" -f "$HERE/sql/restore_writes.sql"
@@ -222,6 +226,13 @@ db -c "SELECT * FROM chom_install()" >/dev/null
 check_drift "chom, after chom_install()"
 write_phase chom
 check_drift "chom, after the restores (DELETE + UPDATE ... FROM, statement triggers)"
+# what chom.tenants_fillfactor buys: the bulk insert again with tenants left at fillfactor 100
+say "writes: chom with tenants left at fillfactor 100 (chom.tenants_fillfactor = 100), bulk insert only"
+db -c "SELECT * FROM chom_uninstall()" >/dev/null
+PGOPTIONS="-c chom.tenants_fillfactor=100" db -c "SELECT * FROM chom_install()" >/dev/null
+db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
+for ((rep = 1; rep <= RUNS; rep++)); do bulk_run chom-ff100 "$rep"; done
+db -c "SELECT * FROM chom_uninstall()" -c "SELECT * FROM chom_install()" >/dev/null
 SITES_NOW=$(val "SELECT count(*) FROM sites")
 fi
 [ "$SITES_NOW" = "$SITES" ] || say "WARNING: sites has $SITES_NOW rows, expected $SITES"
