@@ -66,26 +66,21 @@ pub fn chom_pick_vps(
     let health = settings::eligible_health();
     let target = target::require_installed();
     let pick = |lock: &'static str| -> Option<Uuid> {
+        let sql = queries::sql(&target, "pick_vps", lock);
+        let types = [TEXT_ARRAY, INT4, INT4, TEXT, TEXT];
+        let args = [health.clone().into(), min_memory_mb.into(), min_disk_gb.into(), region.into(), provider.into()];
         Spi::connect_mut(|client| {
-            crate::plans::execute(
-                client,
-                &queries::sql(&target, "pick_vps", lock),
-                &[TEXT_ARRAY, INT4, INT4, TEXT, TEXT],
-                &[
-                    health.clone().into(),
-                    min_memory_mb.into(),
-                    min_disk_gb.into(),
-                    region.into(),
-                    provider.into(),
-                ],
-            )
-            .into_iter()
-            .next()
-            .and_then(|row| row.get::<Uuid>(1).ok().flatten())
+            let rows = if lock.is_empty() {
+                crate::plans::read(client, &sql, &types, &args)
+            } else {
+                crate::plans::execute(client, &sql, &types, &args)
+            };
+            rows.into_iter().next().and_then(|row| row.get::<Uuid>(1).ok().flatten())
         })
     };
     // A reservation only means something until the caller's transaction ends: in autocommit it would end with
-    // this statement, having cost a transaction id and a WAL flush for nothing.
+    // this statement, having cost a transaction id and a WAL flush for nothing. Without it the pick is a plain
+    // read (no transaction id), which also works on a hot standby.
     // SAFETY: reads backend-local transaction state.
     if read_only() || !unsafe { pg_sys::IsTransactionBlock() } {
         return pick("");

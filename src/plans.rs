@@ -11,24 +11,41 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 thread_local! {
-    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    /// Keyed by (writes, SQL): a plan prepared for writing is run read-write, one for reading read-only.
+    static PLANS: RefCell<HashMap<(bool, String), Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
 }
 
-/// Runs `sql` through a plan prepared once per backend.
+fn prepared(client: &SpiClient<'_>, sql: &str, types: &[PgOid], writes: bool) -> Rc<OwnedPreparedStatement> {
+    let key = (writes, sql.to_owned());
+    if let Some(plan) = PLANS.with(|plans| plans.borrow().get(&key).cloned()) {
+        return plan;
+    }
+    let statement = if writes { client.prepare_mut(sql, types) } else { client.prepare(sql, types) };
+    let plan = Rc::new(spi(statement, "preparing a statement").keep());
+    PLANS.with(|plans| plans.borrow_mut().insert(key, plan.clone()));
+    plan
+}
+
+/// Runs a statement that writes or locks rows through a plan prepared once per backend.
 pub fn execute<'conn>(
     client: &mut SpiClient<'conn>,
     sql: &str,
     types: &[PgOid],
     args: &[DatumWithOid<'_>],
 ) -> SpiTupleTable<'conn> {
-    let cached = PLANS.with(|plans| plans.borrow().get(sql).cloned());
-    let plan = match cached {
-        Some(plan) => plan,
-        None => {
-            let plan = Rc::new(spi(client.prepare_mut(sql, types), "preparing a statement").keep());
-            PLANS.with(|plans| plans.borrow_mut().insert(sql.to_owned(), plan.clone()));
-            plan
-        }
-    };
+    let plan = prepared(client, sql, types, true);
     spi(client.update(&*plan, None, args), "a prepared statement")
+}
+
+/// Runs a plain SELECT through a plan prepared once per backend, read-only: unlike [`execute`] it does not
+/// make the transaction take a transaction id, so the read paths cost no xid and no commit flush, and work
+/// on a hot standby.
+pub fn read<'conn>(
+    client: &SpiClient<'conn>,
+    sql: &str,
+    types: &[PgOid],
+    args: &[DatumWithOid<'_>],
+) -> SpiTupleTable<'conn> {
+    let plan = prepared(client, sql, types, false);
+    spi(client.select(&*plan, None, args), "a prepared statement")
 }

@@ -45,8 +45,8 @@ pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
 pub fn chom_tenant_stats(tenant: Uuid) -> TableIterator<'static, (name!(sites_count, i32), name!(storage_mb, i64), name!(cached_at, Option<Timestamp>))> {
     let target = target::require_installed();
     let stale_after = crate::settings::STALE_AFTER_SECONDS.get();
-    let cached = Spi::connect_mut(|client| {
-        let rows = crate::plans::execute(
+    let cached = Spi::connect(|client| {
+        let rows = crate::plans::read(
             client,
             &queries::sql(&target, "tenant_stats", ""),
             &[UUID, INT4],
@@ -68,8 +68,8 @@ pub fn chom_tenant_stats(tenant: Uuid) -> TableIterator<'static, (name!(sites_co
         return TableIterator::once((sites, storage, cached_at));
     }
     if read_only() {
-        let (sites, storage) = Spi::connect_mut(|client| {
-            let rows = crate::plans::execute(
+        let (sites, storage) = Spi::connect(|client| {
+            let rows = crate::plans::read(
                 client,
                 &queries::sql(&target, "tenant_live_stats", ""),
                 &[UUID_ARRAY],
@@ -127,8 +127,8 @@ pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
     let mut after: Option<Uuid> = None;
     let mut done = 0i64;
     loop {
-        let ids: Vec<Uuid> = Spi::connect_mut(|client| {
-            crate::plans::execute(client, &batch_sql, &[UUID, INT4], &[after.into(), batch_size.into()])
+        let ids: Vec<Uuid> = Spi::connect(|client| {
+            crate::plans::read(client, &batch_sql, &[UUID, INT4], &[after.into(), batch_size.into()])
                 .first()
                 .get_one::<Vec<Uuid>>()
                 .ok()

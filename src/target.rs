@@ -59,8 +59,8 @@ impl Target {
 
 /// The schema chom is installed in (a prepared look-up: this runs on every chom_tenant_stats() call).
 pub fn extension_schema() -> String {
-    let schema: Option<String> = Spi::connect_mut(|client| {
-        crate::plans::execute(
+    let schema: Option<String> = Spi::connect(|client| {
+        crate::plans::read(
             client,
             "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
              JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'chom'",
@@ -110,9 +110,8 @@ pub fn installed() -> Option<Target> {
         "SELECT name FROM {}.chom_installed WHERE kind = 'schema'",
         quote_identifier(&extension_schema)
     );
-    let schema: Option<String> = Spi::connect_mut(|client| {
-        crate::plans::execute(client, &sql, &[], &[]).first().get_one().ok().flatten()
-    });
+    let schema: Option<String> =
+        Spi::connect(|client| crate::plans::read(client, &sql, &[], &[]).first().get_one().ok().flatten());
     let target = schema.map(|schema| Target { schema, extension_schema });
     INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
     target

@@ -307,7 +307,7 @@ fn copy_and_a_bulk_insert_of_100k_sites_keep_aggregates_exact() {
 }
 
 #[test]
-fn tenant_stats_in_a_read_only_transaction_recount_without_writing() {
+fn tenant_stats_in_a_read_only_transaction_or_on_a_hot_standby_recount_without_writing() {
     let server = Server::start();
     let mut db = server.chom_database("app");
     install(&mut db);
@@ -323,9 +323,32 @@ fn tenant_stats_in_a_read_only_transaction_recount_without_writing() {
     db.batch_execute("COMMIT").unwrap();
     assert_eq!(i64::from(fresh), live, "read-only: a fresh recount");
     assert_eq!(scalar_i64(&mut db, "SELECT cached_sites_count::bigint FROM tenants WHERE id = md5('tenant1')::uuid"), 12345, "nothing written");
+
+    // a hot standby cannot write at all: the same fresh recount, and the read-only functions work there
+    let standby = server.start_standby();
+    let mut replica = standby.connect("app");
+    assert!(replica.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get::<_, bool>(0));
+    let on_standby: i32 = replica.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
+    assert_eq!(i64::from(on_standby), live, "standby: a fresh recount");
+    assert_eq!(scalar_i64(&mut replica, "SELECT count(*) FROM chom_cache_drift()"), 1, "the standby sees the drifted tenant");
+    let picked: Option<String> = replica.query_one("SELECT chom_pick_vps()::text", &[]).unwrap().get(0);
+    assert!(picked.is_some(), "the pick answers on a standby (no reservation: nothing can be locked there)");
+    drop(replica);
+    drop(standby);
+
     let stored: i32 = db.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
     assert_eq!(i64::from(stored), live);
     assert_eq!(scalar_i64(&mut db, "SELECT cached_sites_count::bigint FROM tenants WHERE id = md5('tenant1')::uuid"), live, "read-write: stored");
+
+    // the application's reads (a fresh cache, an unreserved pick) take no transaction id: no commit record,
+    // no WAL flush, no push towards wraparound
+    db.batch_execute("BEGIN").unwrap();
+    db.query_one("SELECT chom_tenant_stats(md5('tenant1')::uuid), (SELECT count(*) FROM chom_vps_load())", &[]).unwrap();
+    let xid: Option<i64> = db.query_one("SELECT txid_current_if_assigned()", &[]).unwrap().get(0);
+    db.batch_execute("COMMIT").unwrap();
+    assert_eq!(xid, None, "reads assigned a transaction id");
+    let xid: Option<i64> = db.query_one("SELECT txid_current_if_assigned() FROM (SELECT chom_pick_vps()) p", &[]).unwrap().get(0);
+    assert_eq!(xid, None, "an autocommit pick (no reservation) assigned a transaction id");
 }
 
 #[test]

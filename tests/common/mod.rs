@@ -39,6 +39,20 @@ fn checked(output: std::io::Result<Output>, what: &str) -> Output {
     output
 }
 
+/// Runs one of the build's server programs in `dir`, as the unprivileged user when we are root.
+fn as_server_user(bindir: &Path, dir: &Path, args: &[&str], what: &str) -> Output {
+    let program = bindir.join(args[0]);
+    let mut command = if is_root() {
+        let mut c = Command::new("sudo");
+        c.arg("-u").arg(test_user()).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command.args(&args[1..]).current_dir(dir);
+    checked(command.output(), what)
+}
+
 fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = 20000 + (std::process::id() % 2000) * 10;
@@ -85,16 +99,23 @@ impl Server {
     }
 
     fn as_server_user(&self, args: &[&str], what: &str) -> Output {
-        let program = self.bindir.join(args[0]);
-        let mut command = if is_root() {
-            let mut c = Command::new("sudo");
-            c.arg("-u").arg(test_user()).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        command.args(&args[1..]).current_dir(&self.dir);
-        checked(command.output(), what)
+        as_server_user(&self.bindir, &self.dir, args, what)
+    }
+
+    /// Starts a hot standby of this server: a base backup (pg_basebackup -R) streaming from it. Stopped and
+    /// removed when dropped.
+    pub fn start_standby(&self) -> Server {
+        let port = free_port();
+        let dir = PathBuf::from(format!("{}-standby", self.dir.display()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            checked(Command::new("chown").arg(test_user()).arg(&dir).output(), "chown");
+        }
+        let (host, primary_port) = (self.dir.display().to_string(), self.port.to_string());
+        let backup = ["pg_basebackup", "-h", &host, "-p", &primary_port, "-U", "postgres", "-D", "data", "-R", "-c", "fast", "-N"];
+        as_server_user(&self.bindir, &dir, &backup, "pg_basebackup");
+        Server::start_in(dir, port, false)
     }
 
     pub fn connect(&self, database: &str) -> Client {
