@@ -49,13 +49,11 @@ UPDATE {tenants} t
   FROM unnest($1::tid[], $2::integer[], $3::bigint[]) AS d(ctid, sites, storage)
  WHERE t.ctid = d.ctid
 
--- name: apply_tenant_deltas
--- The same change for a statement that touched one tenant: no lock order to keep.
-UPDATE {tenants} t
-   SET cached_sites_count = t.cached_sites_count + d.sites,
-       cached_storage_mb  = t.cached_storage_mb + d.storage
-  FROM unnest($1::uuid[], $2::integer[], $3::bigint[]) AS d(id, sites, storage)
- WHERE t.id = d.id
+-- name: apply_tenant_delta
+-- The same change for a statement that touched one tenant (most single-row writes): no lock order to keep.
+UPDATE {tenants}
+   SET cached_sites_count = cached_sites_count + $2, cached_storage_mb = cached_storage_mb + $3
+ WHERE id = $1
 
 -- name: apply_vps_deltas
 -- One statement's net change of live sites per VPS; rows go in id order, so their locks do too. Every VPS has
@@ -65,6 +63,10 @@ UPDATE {chom}.chom_vps_load l
   FROM (SELECT * FROM unnest($1::uuid[], $2::integer[]) AS u(id, sites) ORDER BY u.id) d
  WHERE l.vps_id = d.id
 RETURNING l.vps_id
+
+-- name: apply_vps_delta
+-- The same for a statement that changed one VPS's count.
+UPDATE {chom}.chom_vps_load SET live_sites = live_sites + $2 WHERE vps_id = $1 RETURNING vps_id
 
 -- name: upsert_vps_deltas
 INSERT INTO {chom}.chom_vps_load AS l (vps_id, live_sites)

@@ -12,7 +12,7 @@ use crate::queries;
 use crate::target::Target;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgOid, PgSqlErrorCode, PgTupleDesc, Uuid};
+use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc, Uuid};
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 
@@ -145,10 +145,7 @@ fn uuid_array(ids: impl Iterator<Item = UuidBytes>) -> DatumWithOid<'static> {
     ids.map(Uuid::from_bytes).collect::<Vec<Uuid>>().into()
 }
 
-const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
-const INT4_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4ARRAYOID);
-const INT8_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT8ARRAYOID);
-const TID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TIDARRAYOID);
+use crate::plans::types::{UUID, INT4, INT8, UUID_ARRAY, INT4_ARRAY, INT8_ARRAY, TID_ARRAY};
 
 fn out_of_range(what: &str) -> ! {
     raise(
@@ -158,68 +155,76 @@ fn out_of_range(what: &str) -> ! {
     )
 }
 
-fn checked_counts(tenants: impl Iterator<Item = (i64, i128)>) -> (Vec<i32>, Vec<i64>) {
-    tenants
-        .map(|(sites, mb)| {
-            (
-                i32::try_from(sites).unwrap_or_else(|_| out_of_range("a tenant's site count")),
-                i64::try_from(mb).unwrap_or_else(|_| out_of_range("a tenant's storage")),
-            )
-        })
-        .unzip()
+fn checked_tenant_change((sites, mb): (i64, i128)) -> (i32, i64) {
+    (
+        i32::try_from(sites).unwrap_or_else(|_| out_of_range("a tenant's site count")),
+        i64::try_from(mb).unwrap_or_else(|_| out_of_range("a tenant's storage")),
+    )
 }
 
-/// Applies a statement's deltas: tenants, then VPS loads. When several tenants change, their rows are locked
-/// first in id order (no deadlock between statements), and the lock pass hands back each row's ctid, so the
-/// update goes straight to the locked row versions instead of looking every id up in the index again.
+fn checked_vps_change(sites: i64) -> i32 {
+    i32::try_from(sites).unwrap_or_else(|_| out_of_range("a VPS's site count"))
+}
+
+/// Applies a statement's deltas: tenants, then VPS loads. A single row (the common single-row write) is
+/// updated by a plain keyed UPDATE. Several tenants are locked first in id order (no deadlock between
+/// statements), and the lock pass hands back each row's ctid, so the update goes straight to the locked row
+/// versions instead of looking every id up in the index again.
 fn apply(target: &Target, deltas: Deltas) {
     Spi::connect_mut(|client| {
-        if deltas.tenants.len() == 1 {
-            let (sites, storage) = checked_counts(deltas.tenants.values().copied());
-            let update = queries::sql(target, "apply_tenant_deltas", "");
+        if let (1, Some((id, change))) = (deltas.tenants.len(), deltas.tenants.first_key_value()) {
+            let (sites, storage) = checked_tenant_change(*change);
             crate::plans::execute(
                 client,
-                &update,
-                &[UUID_ARRAY, INT4_ARRAY, INT8_ARRAY],
-                &[uuid_array(deltas.tenants.keys().copied()), sites.into(), storage.into()],
+                &queries::sql(target, "apply_tenant_delta", ""),
+                &[UUID, INT4, INT8],
+                &[Uuid::from_bytes(*id).into(), sites.into(), storage.into()],
             );
         } else if !deltas.tenants.is_empty() {
             let lock = queries::sql(target, "lock_tenants", "");
-            let locked: Vec<(pg_sys::ItemPointerData, (i64, i128))> =
+            let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
                 crate::plans::execute(client, &lock, &[UUID_ARRAY], &[uuid_array(deltas.tenants.keys().copied())])
                     .filter_map(|row| {
                         let id = row.get::<Uuid>(1).ok().flatten()?;
                         let ctid = row.get::<pg_sys::ItemPointerData>(2).ok().flatten()?;
-                        Some((ctid, *deltas.tenants.get(id.as_bytes())?))
+                        Some((ctid, checked_tenant_change(*deltas.tenants.get(id.as_bytes())?)))
                     })
-                    .collect();
-            let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i64, i128)>) = locked.into_iter().unzip();
-            let (sites, storage) = checked_counts(changes.into_iter());
-            let update = queries::sql(target, "apply_locked_tenant_deltas", "");
-            crate::plans::execute(client, &update, &[TID_ARRAY, INT4_ARRAY, INT8_ARRAY], &[ctids.into(), sites.into(), storage.into()]);
-        }
-        if !deltas.vps.is_empty() {
-            let sites: Vec<i32> = deltas
-                .vps
-                .values()
-                .map(|n| i32::try_from(*n).unwrap_or_else(|_| out_of_range("a VPS's site count")))
-                .collect();
-            let update = queries::sql(target, "apply_vps_deltas", "");
-            let updated: std::collections::BTreeSet<UuidBytes> = crate::plans::execute(
+                    .unzip();
+            let (sites, storage): (Vec<i32>, Vec<i64>) = changes.into_iter().unzip();
+            crate::plans::execute(
                 client,
-                &update,
+                &queries::sql(target, "apply_locked_tenant_deltas", ""),
+                &[TID_ARRAY, INT4_ARRAY, INT8_ARRAY],
+                &[ctids.into(), sites.into(), storage.into()],
+            );
+        }
+        if deltas.vps.is_empty() {
+            return;
+        }
+        let sites: Vec<i32> = deltas.vps.values().map(|n| checked_vps_change(*n)).collect();
+        let updated: std::collections::BTreeSet<UuidBytes> = if let (1, Some((id, _))) = (deltas.vps.len(), deltas.vps.first_key_value()) {
+            crate::plans::execute(
+                client,
+                &queries::sql(target, "apply_vps_delta", ""),
+                &[UUID, INT4],
+                &[Uuid::from_bytes(*id).into(), sites[0].into()],
+            )
+        } else {
+            crate::plans::execute(
+                client,
+                &queries::sql(target, "apply_vps_deltas", ""),
                 &[UUID_ARRAY, INT4_ARRAY],
                 &[uuid_array(deltas.vps.keys().copied()), sites.clone().into()],
             )
-            .filter_map(|row| row.get::<Uuid>(1).ok().flatten().map(|id| *id.as_bytes()))
-            .collect();
-            if updated.len() < deltas.vps.len() {
-                // a VPS with no row yet (its registry trigger was bypassed): insert its count
-                let (ids, sites): (Vec<UuidBytes>, Vec<i32>) =
-                    deltas.vps.keys().copied().zip(sites).filter(|(id, _)| !updated.contains(id)).unzip();
-                let upsert = queries::sql(target, "upsert_vps_deltas", "");
-                crate::plans::execute(client, &upsert, &[UUID_ARRAY, INT4_ARRAY], &[uuid_array(ids.into_iter()), sites.into()]);
-            }
+        }
+        .filter_map(|row| row.get::<Uuid>(1).ok().flatten().map(|id| *id.as_bytes()))
+        .collect();
+        if updated.len() < deltas.vps.len() {
+            // a VPS with no row yet (its registry trigger was bypassed): insert its count
+            let (ids, sites): (Vec<UuidBytes>, Vec<i32>) =
+                deltas.vps.keys().copied().zip(sites).filter(|(id, _)| !updated.contains(id)).unzip();
+            let upsert = queries::sql(target, "upsert_vps_deltas", "");
+            crate::plans::execute(client, &upsert, &[UUID_ARRAY, INT4_ARRAY], &[uuid_array(ids.into_iter()), sites.into()]);
         }
     });
 }

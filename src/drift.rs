@@ -5,9 +5,9 @@
 use crate::queries;
 use crate::target::{self, Target};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgOid, Uuid};
+use pgrx::Uuid;
 
-const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
+use crate::plans::types::{UUID_ARRAY};
 
 
 

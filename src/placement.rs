@@ -8,7 +8,7 @@ use crate::settings;
 use crate::stats::read_only;
 use crate::target;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgOid, Uuid};
+use pgrx::{pg_sys, Uuid};
 
 /// Upper bounds past which a requirement is a bug in the caller, not a real VPS size: 16 TiB of memory,
 /// 1 PiB of disk, and the declared width of vps_servers.region / provider.
@@ -16,9 +16,7 @@ const MAX_MEMORY_MB: i32 = 16 * 1024 * 1024;
 const MAX_DISK_GB: i32 = 1024 * 1024;
 const MAX_NAME_CHARS: usize = 50;
 
-const TEXT_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID);
-const INT4: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4OID);
-const TEXT: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID);
+use crate::plans::types::{TEXT_ARRAY, INT4, TEXT};
 
 fn check_bound(name: &str, value: Option<i32>, max: i32, unit: &str) {
     if let Some(value) = value {

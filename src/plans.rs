@@ -11,18 +11,18 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 thread_local! {
-    /// Keyed by (writes, SQL): a plan prepared for writing is run read-write, one for reading read-only.
-    static PLANS: RefCell<HashMap<(bool, String), Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    /// Plans prepared for reading (index 0: run read-only) and for writing (index 1: run read-write).
+    static PLANS: RefCell<[HashMap<String, Rc<OwnedPreparedStatement>>; 2]> = RefCell::new([HashMap::new(), HashMap::new()]);
 }
 
 fn prepared(client: &SpiClient<'_>, sql: &str, types: &[PgOid], writes: bool) -> Rc<OwnedPreparedStatement> {
-    let key = (writes, sql.to_owned());
-    if let Some(plan) = PLANS.with(|plans| plans.borrow().get(&key).cloned()) {
+    let kind = usize::from(writes);
+    if let Some(plan) = PLANS.with(|plans| plans.borrow()[kind].get(sql).cloned()) {
         return plan;
     }
     let statement = if writes { client.prepare_mut(sql, types) } else { client.prepare(sql, types) };
     let plan = Rc::new(spi(statement, "preparing a statement").keep());
-    PLANS.with(|plans| plans.borrow_mut().insert(key, plan.clone()));
+    PLANS.with(|plans| plans.borrow_mut()[kind].insert(sql.to_owned(), plan.clone()));
     plan
 }
 
@@ -48,4 +48,19 @@ pub fn read<'conn>(
 ) -> SpiTupleTable<'conn> {
     let plan = prepared(client, sql, types, false);
     spi(client.select(&*plan, None, args), "a prepared statement")
+}
+
+/// Parameter types of chom's prepared statements.
+pub mod types {
+    use pgrx::{pg_sys::BuiltinOid, PgOid};
+
+    pub const UUID: PgOid = PgOid::BuiltIn(BuiltinOid::UUIDOID);
+    pub const INT4: PgOid = PgOid::BuiltIn(BuiltinOid::INT4OID);
+    pub const INT8: PgOid = PgOid::BuiltIn(BuiltinOid::INT8OID);
+    pub const TEXT: PgOid = PgOid::BuiltIn(BuiltinOid::TEXTOID);
+    pub const UUID_ARRAY: PgOid = PgOid::BuiltIn(BuiltinOid::UUIDARRAYOID);
+    pub const INT4_ARRAY: PgOid = PgOid::BuiltIn(BuiltinOid::INT4ARRAYOID);
+    pub const INT8_ARRAY: PgOid = PgOid::BuiltIn(BuiltinOid::INT8ARRAYOID);
+    pub const TEXT_ARRAY: PgOid = PgOid::BuiltIn(BuiltinOid::TEXTARRAYOID);
+    pub const TID_ARRAY: PgOid = PgOid::BuiltIn(BuiltinOid::TIDARRAYOID);
 }

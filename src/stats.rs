@@ -6,11 +6,9 @@ use crate::queries;
 use crate::target::{self, Target};
 use pgrx::datum::{DatumWithOid, Timestamp};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgOid, PgSqlErrorCode, Uuid};
+use pgrx::{pg_sys, PgSqlErrorCode, Uuid};
 
-const UUID: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDOID);
-const UUID_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::UUIDARRAYOID);
-const INT4: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4OID);
+use crate::plans::types::{UUID, UUID_ARRAY, INT4};
 
 
 /// Whether this transaction may not write: a read-only transaction or a hot standby.
