@@ -8,7 +8,8 @@
 #
 #   bench/run.sh --quick            20k sites, short runs: a few minutes
 #   bench/run.sh                    1M sites (load ~10 min), 3 runs of 5 s (reads) / 10 s (writes)
-# Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --port P  --keep (leave the data dir)
+# Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --bulk-runs R (default 5)
+#          --port P  --keep (leave the data dir)
 #          --no-build  --reads-only (skip the write phase)  --no-shapes (skip the seed-index query shapes)
 #          --sync-commit off (default on: Postgres' default durability)  --out DIR
 set -euo pipefail
@@ -18,13 +19,14 @@ REPO=$(dirname "$HERE")
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 RUN_AS=${CHOM_TEST_USER:-chomtest}
 ARGS="$*"
-SITES=1000000 RUNS=3 READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out BUILD=1 READS_ONLY=0 SHAPES=1
+SITES=1000000 RUNS=3 BULK_RUNS="" READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out BUILD=1 READS_ONLY=0 SHAPES=1
 
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --sites) SITES=$2; shift ;;
     --runs) RUNS=$2; shift ;;
+    --bulk-runs) BULK_RUNS=$2; shift ;;
     --read-secs) READ_T=$2; shift ;;
     --write-secs) WRITE_T=$2; shift ;;
     --bulk) BULK=$2; shift ;;
@@ -35,15 +37,15 @@ while (($#)); do
     --reads-only) READS_ONLY=1 ;;
     --no-shapes) SHAPES=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 if ((QUICK)); then
-  SITES=20000; : "${READ_T:=2}" "${WRITE_T:=3}" "${BULK:=10000}"
+  SITES=20000; : "${READ_T:=2}" "${WRITE_T:=3}" "${BULK:=10000}" "${BULK_RUNS:=3}"
 fi
-: "${READ_T:=5}" "${WRITE_T:=10}" "${BULK:=100000}"
+: "${READ_T:=5}" "${WRITE_T:=10}" "${BULK:=100000}" "${BULK_RUNS:=5}"
 TENANTS=$((SITES / 5)); ORGS=$((TENANTS * 4 / 5))
 VPS=$((SITES / 500)); ((VPS < 20)) && VPS=20
 VPS_USED=$((VPS * 95 / 100))
@@ -192,47 +194,70 @@ bulk_run() { # <config> <rep>: one timed INSERT ... SELECT of $BULK sites, rolle
   printf '%s\t%s\t%s\t%s\t%s\t\t%s\n' write "$1" "bulk insert ${BULK} rows" 1 "$2" "$ms" >>"$RES"
   printf '    write %-6s %-22s     run %s: %10s    %9.1f ms\n' "$1" "bulk insert" "$2" "" "$ms" | tee -a "$LOG"
 }
-write_phase() { # <config>
-  local config=$1 rep
+restore_writes() { # put the data back as it was, with whatever triggers are on
+  db -v pool="$POOL" -f "$HERE/sql/restore_writes.sql"
+  db -c "VACUUM ANALYZE sites, tenants"
+}
+single_row_tests() { # <config> <rep>
+  local c
+  for c in 1 4; do
+    bench write "$1" "single-row mix" "$c" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
+      -f "$P/w_insert.sql@5" -f "$P/w_update.sql@4" -f "$P/w_softdelete.sql@1"
+  done
+  for c in 1 4; do
+    bench write "$1" "insert, biggest tenant" "$c" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
+  done
+}
+# chom's triggers on sites off (none) or on (chom): the same tables, indexes and data otherwise
+chom_triggers() { db -c "ALTER TABLE sites ${1^^} TRIGGER USER"; }
+# none and chom in turn, each run on the state the previous one left (restored), so that a slow spell of the
+# shared machine or a drift of the table state hits both configurations alike
+paired_single_row() {
+  local rep
   db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
   for ((rep = 1; rep <= RUNS; rep++)); do
-    for c in 1 4; do
-      bench write "$config" "single-row mix" "$c" "$rep" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
-        -f "$P/w_insert.sql@5" -f "$P/w_update.sql@4" -f "$P/w_softdelete.sql@1"
-    done
-    for c in 1 4; do
-      bench write "$config" "insert, biggest tenant" "$c" "$rep" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
-    done
-    [ "$config" = chom ] && check_drift "chom, after pgbench writes of run $rep"
-    bulk_run "$config" "$rep"
-    # put the data back as it was (the seed trigger would recount once per restored row: switched off meanwhile)
-    [ "$config" = seed ] && db -c "ALTER TABLE sites DISABLE TRIGGER bench_seed_recount"
-    db -v pool="$POOL" -f "$HERE/sql/restore_writes.sql"
-    [ "$config" = seed ] && db -c "ALTER TABLE sites ENABLE TRIGGER bench_seed_recount"
-    db -c "VACUUM ANALYZE sites, tenants"
+    chom_triggers disable; single_row_tests none "$rep"; restore_writes
+    chom_triggers enable; single_row_tests chom "$rep"
+    check_drift "chom, after pgbench writes of run $rep"
+    restore_writes
   done
-  return 0
+}
+paired_bulk() { # <none label> <chom label>: the bulk insert without and with chom's triggers, in turn
+  local rep
+  for ((rep = 1; rep <= BULK_RUNS; rep++)); do
+    chom_triggers disable; db -c "VACUUM sites, tenants" -c "CHECKPOINT"; bulk_run "$1" "$rep"
+    chom_triggers enable; db -c "VACUUM sites, tenants" -c "CHECKPOINT"; bulk_run "$2" "$rep"
+  done
 }
 
-say "writes: none (chom_uninstall(): no trigger; the seed indexes stay, chom reused them)"
+say "writes: seed (recount row trigger, bench/sql/seed_recount_on.sql; chom uninstalled)"
 db -c "SELECT * FROM chom_uninstall()" >/dev/null
-write_phase none
-say "writes: seed (recount row trigger, bench/sql/seed_recount_on.sql)"
 db -f "$HERE/sql/seed_recount_on.sql"
-write_phase seed
+db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
+for ((rep = 1; rep <= RUNS; rep++)); do
+  single_row_tests seed "$rep"
+  bulk_run seed "$rep"
+  # the seed trigger would recount once per restored row: switched off meanwhile
+  db -c "ALTER TABLE sites DISABLE TRIGGER bench_seed_recount"; restore_writes
+  db -c "ALTER TABLE sites ENABLE TRIGGER bench_seed_recount"
+done
 db -f "$HERE/sql/seed_recount_off.sql"
-say "writes: chom (chom_install())"
+say "writes: none / chom in turn (chom_install(); none = chom's sites triggers disabled)"
 db -c "SELECT * FROM chom_install()" >/dev/null
 check_drift "chom, after chom_install()"
-write_phase chom
+paired_single_row
 check_drift "chom, after the restores (DELETE + UPDATE ... FROM, statement triggers)"
-# what chom.tenants_fillfactor buys: the bulk insert again with tenants left at fillfactor 100
-say "writes: chom with tenants left at fillfactor 100 (chom.tenants_fillfactor = 100), bulk insert only"
+say "writes: bulk insert, none / chom in turn, tenants freshly packed at chom's fillfactor (VACUUM FULL)"
+db -c "VACUUM FULL tenants" -c "ANALYZE tenants"
+paired_bulk none chom
+# what chom.tenants_fillfactor buys: the same with tenants packed at fillfactor 100, as after a bulk load
+say "writes: bulk insert, none / chom in turn, tenants left at fillfactor 100 (chom.tenants_fillfactor = 100)"
 db -c "SELECT * FROM chom_uninstall()" >/dev/null
 PGOPTIONS="-c chom.tenants_fillfactor=100" db -c "SELECT * FROM chom_install()" >/dev/null
-db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
-for ((rep = 1; rep <= RUNS; rep++)); do bulk_run chom-ff100 "$rep"; done
+db -c "VACUUM FULL tenants" -c "ANALYZE tenants"
+paired_bulk none-ff100 chom-ff100
 db -c "SELECT * FROM chom_uninstall()" -c "SELECT * FROM chom_install()" >/dev/null
+check_drift "chom, at the end"
 SITES_NOW=$(val "SELECT count(*) FROM sites")
 fi
 [ "$SITES_NOW" = "$SITES" ] || say "WARNING: sites has $SITES_NOW rows, expected $SITES"
@@ -278,11 +303,12 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "  throughput (higher is better for chom)."
   else
     echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s), 1 and 4 clients for writes (-T $WRITE_T s);"
-    echo "  every figure is the median of $RUNS runs (runs interleaved across tests); bulk insert = one INSERT ... SELECT of $BULK"
-    echo "  sites over all tenants, timed inside a transaction that is rolled back. Ratios are chom / baseline in throughput"
-    echo "  (higher is better for chom) or chom / baseline in time for the bulk insert (lower is better)."
+    echo "  every figure is the median of $RUNS runs; none and chom alternate (chom's sites triggers disabled, enabled) on"
+    echo "  the same tables; bulk insert = one INSERT ... SELECT of $BULK sites over all tenants, timed inside a transaction"
+    echo "  that is rolled back, median of $BULK_RUNS none/chom pairs. Ratios are chom / baseline in throughput (higher is"
+    echo "  better for chom) or chom / baseline in time for the bulk insert (lower is better)."
   fi
-  echo "- command: bench/run.sh $ARGS (sites $SITES, runs $RUNS, read -T $READ_T s, write -T $WRITE_T s, bulk $BULK); total time ${TOTAL_SECS}s"
+  echo "- command: bench/run.sh $ARGS (sites $SITES, runs $RUNS, read -T $READ_T s, write -T $WRITE_T s, bulk $BULK x $BULK_RUNS); total time ${TOTAL_SECS}s"
   echo
   echo "## Targets"
   echo
@@ -307,7 +333,8 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
   if ! ((READS_ONLY)); then
     echo "## Writes (median TPS; bulk insert: median ms)"
     echo
-    echo "none = chom uninstalled (no trigger, same seed indexes), seed = recount row trigger, chom = chom's statement triggers."
+    echo "none = chom's triggers on sites disabled (same tables, indexes and data), seed = recount row trigger (chom"
+    echo "uninstalled), chom = chom's statement triggers; none and chom were measured in turn."
     echo
     "${RSQL[@]}" -At -c "SELECT line FROM md_writes ORDER BY ord"
     chart writes

@@ -60,9 +60,10 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal,
     SELECT 5, 'bulk insert (' || :'bulk' || ' rows): chom time vs no trigger', f(n_v) || ' ms', f(c_v) || ' ms',
            ratio(c_v, n_v), '<=', 1.25 FROM w WHERE is_bulk
     UNION ALL
-    SELECT 19, 'bulk insert, chom with tenants left at fillfactor 100: time vs no trigger', f(n_v) || ' ms',
-           f(m('write', 'chom-ff100', test, 1, 'lat')) || ' ms', ratio(m('write', 'chom-ff100', test, 1, 'lat'), n_v), 'info', 1.25
-      FROM w WHERE is_bulk AND m('write', 'chom-ff100', test, 1, 'lat') IS NOT NULL
+    SELECT 19, 'bulk insert, tenants packed at fillfactor 100: chom time vs no trigger', f(n) || ' ms', f(c) || ' ms',
+           ratio(c, n), 'info', 1.25
+      FROM (SELECT m('write', 'none-ff100', test, 1, 'lat') AS n, m('write', 'chom-ff100', test, 1, 'lat') AS c
+              FROM w WHERE is_bulk) ff WHERE c IS NOT NULL
     UNION ALL
     SELECT 5 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs no trigger',
            f(n_v) || ' tps', f(c_v) || ' tps', ratio(c_v, n_v), '>=', 0.70 FROM w WHERE NOT is_bulk
