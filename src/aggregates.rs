@@ -4,10 +4,12 @@
 //! Each statement's transition tables are read straight from their tuplestores (no SPI query, no plan), folded
 //! into one net delta per tenant and per VPS, and applied with one prepared, set-based statement per table.
 //! Tenant rows are locked in id order first, so two statements touching the same tenants in different orders
-//! cannot deadlock; the update then reaches the locked rows by ctid. `cached_at` is not written here: it is indexed (idx_tenants_cached_at), and leaving it alone
-//! keeps these updates HOT. It records the last full recompute instead.
+//! cannot deadlock; the update then reaches the locked rows by ctid. `cached_at` is not written here: it is
+//! indexed (idx_tenants_cached_at), and leaving it alone keeps these updates HOT. It records the last full
+//! recompute instead.
 
 use crate::errors::raise;
+use crate::plans::types::{INT4, INT4_ARRAY, INT8, INT8_ARRAY, TID_ARRAY, UUID, UUID_ARRAY};
 use crate::queries;
 use crate::target::Target;
 use pgrx::datum::DatumWithOid;
@@ -144,8 +146,6 @@ fn fired_by_truncate(data: &pg_sys::TriggerData) -> bool {
 fn uuid_array(ids: impl Iterator<Item = UuidBytes>) -> DatumWithOid<'static> {
     ids.map(Uuid::from_bytes).collect::<Vec<Uuid>>().into()
 }
-
-use crate::plans::types::{UUID, INT4, INT8, UUID_ARRAY, INT4_ARRAY, INT8_ARRAY, TID_ARRAY};
 
 fn out_of_range(what: &str) -> ! {
     raise(

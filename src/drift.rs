@@ -2,14 +2,11 @@
 //! values exact, so drift only comes from writes that bypassed them (session_replication_role = replica,
 //! disabled triggers, partial restores); these functions find it and mend it.
 
+use crate::plans::types::UUID_ARRAY;
 use crate::queries;
 use crate::target::{self, Target};
 use pgrx::prelude::*;
 use pgrx::Uuid;
-
-use crate::plans::types::{UUID_ARRAY};
-
-
 
 fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
     crate::db::rows(&queries::sql(target, "tenant_drift", ""), &[ids.into()], |row| {

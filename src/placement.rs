@@ -3,6 +3,7 @@
 //! chom_vps_load() lists the loads.
 
 use crate::errors::invalid_argument;
+use crate::plans::types::{INT4, TEXT, TEXT_ARRAY};
 use crate::queries;
 use crate::settings;
 use crate::stats::read_only;
@@ -15,8 +16,6 @@ use pgrx::{pg_sys, Uuid};
 const MAX_MEMORY_MB: i32 = 16 * 1024 * 1024;
 const MAX_DISK_GB: i32 = 1024 * 1024;
 const MAX_NAME_CHARS: usize = 50;
-
-use crate::plans::types::{TEXT_ARRAY, INT4, TEXT};
 
 fn check_bound(name: &str, value: Option<i32>, max: i32, unit: &str) {
     if let Some(value) = value {
@@ -85,7 +84,6 @@ pub fn chom_pick_vps(
     }
     pick("FOR NO KEY UPDATE OF l SKIP LOCKED").or_else(|| pick(""))
 }
-
 
 /// Every VPS with its live (not soft-deleted) site count and whether chom_pick_vps() may choose it (ignoring
 /// size, region and provider filters), least loaded first: the admin screen's withCount('sites') without

@@ -2,14 +2,12 @@
 //! chom_refresh_tenant(), chom_refresh_all().
 
 use crate::errors::{invalid_argument, raise};
+use crate::plans::types::{INT4, UUID, UUID_ARRAY};
 use crate::queries;
 use crate::target::{self, Target};
 use pgrx::datum::{DatumWithOid, Timestamp};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode, Uuid};
-
-use crate::plans::types::{UUID, UUID_ARRAY, INT4};
-
 
 /// Whether this transaction may not write: a read-only transaction or a hot standby.
 pub fn read_only() -> bool {
