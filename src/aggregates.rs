@@ -202,7 +202,8 @@ fn apply(target: &Target, deltas: Deltas) {
             return;
         }
         let sites: Vec<i32> = deltas.vps.values().map(|n| checked_vps_change(*n)).collect();
-        let updated: std::collections::BTreeSet<UuidBytes> = if let (1, Some((id, _))) = (deltas.vps.len(), deltas.vps.first_key_value()) {
+        let single = (deltas.vps.len() == 1).then(|| deltas.vps.keys().next()).flatten();
+        let updated: std::collections::BTreeSet<UuidBytes> = if let Some(id) = single {
             crate::plans::execute(
                 client,
                 &queries::sql(target, "apply_vps_delta", ""),

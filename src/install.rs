@@ -22,7 +22,8 @@ fn record(target: &Target, kind: &str, name: &str, table: Option<&str>, origin: 
     crate::db::run(&sql, &[kind.into(), name.into(), table.into(), origin.into(), reused.into()]);
 }
 
-fn recorded(target: &Target, kind: &str, name: &str) -> Option<String> {
+/// How chom_install() recorded an object in chom_installed (`created` or `reused`), None when it did not.
+pub(crate) fn recorded(target: &Target, kind: &str, name: &str) -> Option<String> {
     let sql = format!(
         "SELECT origin FROM {}.chom_installed WHERE kind = $1 AND name = $2",
         quote_identifier(&target.extension_schema)
@@ -43,8 +44,8 @@ fn lock_tables(target: &Target) {
 }
 
 /// Installs everything chom manages on CHOM's tables, in one transaction: the cached aggregate columns on
-/// `tenants` (filled by one set-based pass, after giving the table room for HOT updates), the per-VPS load table, the managed indexes (reusing equivalent
-/// ones) and the triggers. Idempotent; each row says what was done: `created`, `exists`, `reused <index>` or
+/// `tenants` (filled by one set-based pass, after giving the table room for HOT updates), the per-VPS load
+/// table, the managed indexes (reusing equivalent ones) and the triggers. Idempotent; each row says what was done: `created`, `exists`, `reused <index>` or
 /// `skipped <why>`. Errors name what is missing or mistyped (42P01, 42703, 42804) and leave nothing behind.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
@@ -191,8 +192,8 @@ fn install_index(target: &Target, index: &ManagedIndex) -> String {
 }
 
 /// Removes exactly what chom_install() added: the triggers, the indexes chom created (never reused ones), the
-/// cached columns unless they were there before, the fillfactor chom gave `tenants`, and chom's per-VPS counts. Afterwards `DROP EXTENSION chom`
-/// succeeds and CHOM's schema is as it was. Returns one row per object with `dropped` or `kept (...)`.
+/// cached columns unless they were there before, the fillfactor chom gave `tenants`, and chom's per-VPS
+/// counts. Afterwards `DROP EXTENSION chom` succeeds and CHOM's schema is as it was. Returns one row per object with `dropped` or `kept (...)`.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
     let Some(target) = target::installed() else {

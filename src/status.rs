@@ -6,8 +6,8 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 
-/// One row per managed object: `kind` (column, storage, index, trigger, table), its `name` and `table_name`, its
-/// `state` — installed, missing, reused (an equivalent index serves; `detail` names it), invalid (e.g. an
+/// One row per managed object: `kind` (column, storage, index, trigger, table), its `name` and `table_name`,
+/// its `state` — installed, missing, reused (an equivalent index serves; `detail` names it), invalid (e.g. an
 /// INVALID index left by a failed concurrent build), disabled (a trigger someone disabled: aggregates will
 /// drift) — and a `detail` saying what to do. Without CHOM's tables, one row says so.
 #[pg_extern(stable, parallel_safe)]
@@ -90,10 +90,7 @@ pub fn chom_status() -> TableIterator<'static, (
 /// The `tenants.fillfactor` row: the fillfactor and how many of the table's row updates were HOT since the
 /// statistics were reset (the triggers' counter updates are most of them).
 fn fillfactor_status(target: &target::Target, installed: bool) -> (String, String, String, String, Option<String>) {
-    let origin: Option<String> = crate::db::one(
-        &format!("SELECT origin FROM {}.chom_installed WHERE kind = 'storage' AND name = 'fillfactor'", quote_identifier(&target.extension_schema)),
-        &[],
-    );
+    let origin = crate::install::recorded(target, "storage", "fillfactor");
     let fillfactor = target::fillfactor(target, "tenants").flatten().unwrap_or(100);
     let hot: Option<String> = crate::db::one(
         "SELECT format('%s%% of %s row updates HOT', round(100.0 * n_tup_hot_upd / n_tup_upd), n_tup_upd) \
