@@ -1,8 +1,12 @@
 -- The statements chom runs against CHOM's tables, one per "-- name:" block, loaded by src/queries.rs.
 -- Placeholders, replaced with quoted names when chom runs them: {tenants}, {sites}, {vps_servers} (CHOM's
 -- tables in the schema chom was installed on), {chom} (chom's own schema), {live_sites} (the block of that
--- name, inlined), {lock} (a row-locking clause or nothing).
+-- name, inlined). Each block has a variant of queries::Query.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.
+-- The read queries lay the calling transaction's pending changes (src/pending.rs) over the stored values, so
+-- that a transaction sees its own writes: pending ids with their changes as parallel arrays, a boolean for
+-- "the stored counts restart from zero at commit" (sites or vps_servers truncated in this transaction), and
+-- the ids recounted at commit, whose value is a recount.
 
 -- name: live_sites
 -- Live sites and storage per tenant, for the tenants in $1 (every tenant when $1 is NULL).
@@ -24,25 +28,35 @@ UPDATE {tenants} t
  WHERE t.id = t0.id AND ($1::uuid[] IS NULL OR t0.id = ANY ($1::uuid[]))
 
 -- name: tenant_drift
--- Tenants whose cached aggregates differ from a recount of their live sites.
-WITH live AS ({live_sites})
-SELECT t.id, t.cached_sites_count, coalesce(l.sites_count, 0)::bigint,
-       t.cached_storage_mb, coalesce(l.storage_mb, 0)::bigint
-  FROM {tenants} t
-  LEFT JOIN live l ON l.tenant_id = t.id
- WHERE ($1::uuid[] IS NULL OR t.id = ANY ($1::uuid[]))
-   AND (t.cached_sites_count, t.cached_storage_mb)
-       IS DISTINCT FROM (coalesce(l.sites_count, 0), coalesce(l.storage_mb, 0))
- ORDER BY t.id
+-- Tenants (those in $1, every one when NULL) whose cached aggregates differ from a recount of their live
+-- sites, with the calling transaction's pending changes laid over the cached values: $2, $3, $4 the pending
+-- tenant ids, site and storage changes; $5 true when sites was truncated in it (the cached values restart
+-- from zero at commit); $6 the tenants it recounts at commit (exact by then, so never drift).
+WITH live AS ({live_sites}),
+pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS p(id, sites, storage)),
+cached AS (
+    SELECT t.id,
+           CASE WHEN $5::boolean THEN 0 ELSE t.cached_sites_count END + coalesce(p.sites, 0) AS sites_count,
+           CASE WHEN $5::boolean THEN 0 ELSE t.cached_storage_mb END + coalesce(p.storage, 0) AS storage_mb
+      FROM {tenants} t
+      LEFT JOIN pending p ON p.id = t.id
+     WHERE ($1::uuid[] IS NULL OR t.id = ANY ($1::uuid[])) AND t.id <> ALL ($6::uuid[])
+)
+SELECT c.id, c.sites_count::integer, coalesce(l.sites_count, 0)::bigint,
+       c.storage_mb::bigint, coalesce(l.storage_mb, 0)::bigint
+  FROM cached c
+  LEFT JOIN live l ON l.tenant_id = c.id
+ WHERE (c.sites_count, c.storage_mb) IS DISTINCT FROM (coalesce(l.sites_count, 0), coalesce(l.storage_mb, 0))
+ ORDER BY c.id
 
 -- name: lock_tenants
--- Row locks on tenants, always taken in id order: two statements touching the same tenants cannot deadlock.
+-- Row locks on tenants, always taken in id order (the commit's lock order, see src/aggregates.rs).
 -- Returns the ctid of each locked row version (the latest one: a row updated concurrently is followed to its
 -- new version before it is locked), which nobody else can change until the transaction ends.
 SELECT t.id, t.ctid FROM {tenants} t WHERE t.id = ANY ($1::uuid[]) ORDER BY t.id FOR NO KEY UPDATE OF t
 
 -- name: apply_locked_tenant_deltas
--- One statement's net change per tenant, for the rows lock_tenants locked, reached by ctid (a TID scan each).
+-- A transaction's net change per tenant, for the rows lock_tenants locked, reached by ctid (a TID scan each).
 UPDATE {tenants} t
    SET cached_sites_count = t.cached_sites_count + d.sites,
        cached_storage_mb  = t.cached_storage_mb + d.storage
@@ -50,36 +64,36 @@ UPDATE {tenants} t
  WHERE t.ctid = d.ctid
 
 -- name: apply_tenant_delta
--- The same change for a statement that touched one tenant (most single-row writes): no lock order to keep.
+-- The same change for a transaction that touched one tenant (most single-row writes): no lock order to keep.
 UPDATE {tenants}
    SET cached_sites_count = cached_sites_count + $2, cached_storage_mb = cached_storage_mb + $3
  WHERE id = $1
 
 -- name: apply_vps_deltas
--- One statement's net change of live sites per VPS; rows go in id order, so their locks do too. Every VPS has
--- a row (chom_vps_registry adds them); a VPS without one is counted by upsert_vps_deltas instead.
+-- A transaction's net change of live sites per VPS, on rows lock_vps locked. Every VPS has a row
+-- (chom_vps_registry adds them); a VPS without one is recounted instead.
 UPDATE {chom}.chom_vps_load l
    SET live_sites = l.live_sites + d.sites
-  FROM (SELECT * FROM unnest($1::uuid[], $2::integer[]) AS u(id, sites) ORDER BY u.id) d
+  FROM unnest($1::uuid[], $2::integer[]) AS d(id, sites)
  WHERE l.vps_id = d.id
 RETURNING l.vps_id
 
 -- name: apply_vps_delta
--- The same for a statement that changed one VPS's count.
+-- The same for a transaction that changed one VPS's count.
 UPDATE {chom}.chom_vps_load SET live_sites = live_sites + $2 WHERE vps_id = $1 RETURNING vps_id
 
--- name: upsert_vps_deltas
-INSERT INTO {chom}.chom_vps_load AS l (vps_id, live_sites)
-SELECT d.id, d.sites FROM unnest($1::uuid[], $2::integer[]) AS d(id, sites) ORDER BY d.id
-    ON CONFLICT (vps_id) DO UPDATE SET live_sites = l.live_sites + excluded.live_sites
-
 -- name: zero_tenants
--- TRUNCATE sites: no tenant has a live site left.
-UPDATE {tenants} SET cached_sites_count = 0, cached_storage_mb = 0
- WHERE cached_sites_count <> 0 OR cached_storage_mb <> 0
+-- TRUNCATE sites: no tenant has a live site left (rows locked in id order, as every commit does).
+UPDATE {tenants} t SET cached_sites_count = 0, cached_storage_mb = 0
+  FROM (SELECT z.id FROM {tenants} z WHERE z.cached_sites_count <> 0 OR z.cached_storage_mb <> 0
+         ORDER BY z.id FOR NO KEY UPDATE OF z) nonzero
+ WHERE t.id = nonzero.id
 
 -- name: zero_vps
-UPDATE {chom}.chom_vps_load SET live_sites = 0 WHERE live_sites <> 0
+UPDATE {chom}.chom_vps_load l SET live_sites = 0
+  FROM (SELECT z.vps_id FROM {chom}.chom_vps_load z WHERE z.live_sites <> 0
+         ORDER BY z.vps_id FOR NO KEY UPDATE OF z) nonzero
+ WHERE l.vps_id = nonzero.vps_id
 
 -- name: register_vps
 -- New or changed VPSes: copy the attributes chom_pick_vps() filters on (rows that did not change are not
@@ -97,9 +111,6 @@ SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, 
  WHERE (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
        IS DISTINCT FROM (excluded.status, excluded.allocation_type, excluded.health_status,
                          excluded.spec_memory_mb, excluded.spec_disk_gb, excluded.region, excluded.provider)
-
--- name: forget_vps
-DELETE FROM {chom}.chom_vps_load WHERE vps_id = ANY ($1::uuid[])
 
 -- name: forget_all_vps
 DELETE FROM {chom}.chom_vps_load
@@ -126,22 +137,38 @@ SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.healt
        spec_disk_gb = excluded.spec_disk_gb, region = excluded.region, provider = excluded.provider
 
 -- name: forget_gone_vps
-DELETE FROM {chom}.chom_vps_load l WHERE NOT EXISTS (SELECT FROM {vps_servers} v WHERE v.id = l.vps_id)
+-- Rows of VPSes that no longer exist, among those in $1 (all when NULL).
+DELETE FROM {chom}.chom_vps_load l
+ WHERE ($1::uuid[] IS NULL OR l.vps_id = ANY ($1::uuid[]))
+   AND NOT EXISTS (SELECT FROM {vps_servers} v WHERE v.id = l.vps_id)
 
 -- name: vps_drift
--- VPSes whose maintained live-site count differs from a recount (a missing row counts as drift; so does a
--- stale copy of the attributes chom_pick_vps() filters on, reported with the count unchanged).
-SELECT v.id, l.live_sites::bigint, count(s.id) FILTER (WHERE s.deleted_at IS NULL)
-  FROM {vps_servers} v
-  LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
-  LEFT JOIN {sites} s ON s.vps_id = v.id
- WHERE $1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])
- GROUP BY v.id, l.vps_id
-HAVING l.live_sites IS DISTINCT FROM count(s.id) FILTER (WHERE s.deleted_at IS NULL)
-    OR (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
-       IS DISTINCT FROM (v.status::text, v.allocation_type::text, v.health_status::text, v.spec_memory_mb,
-                         v.spec_disk_gb, v.region::text, v.provider::text)
- ORDER BY v.id
+-- VPSes (those in $1, every one when NULL) whose maintained live-site count differs from a recount (a missing
+-- row counts as drift; so does a stale copy of the attributes chom_pick_vps() filters on, reported with the
+-- count unchanged), with the calling transaction's pending changes laid over the rows: $2, $3 pending VPS ids
+-- and live-site changes, $4 counts restart from zero, $5 the VPSes whose row is refreshed from vps_servers at
+-- commit ($6: all of them, vps_servers was truncated), $7 the VPSes recounted at commit (never drift).
+WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
+vps AS (
+    SELECT v.id,
+           l.vps_id IS NOT NULL OR $6::boolean OR v.id = ANY ($5::uuid[]) AS has_row,
+           $6::boolean OR v.id = ANY ($5::uuid[]) AS refreshed,
+           CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
+           (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
+             IS DISTINCT FROM (v.status::text, v.allocation_type::text, v.health_status::text, v.spec_memory_mb,
+                               v.spec_disk_gb, v.region::text, v.provider::text) AS stale_attributes
+      FROM {vps_servers} v
+      LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
+      LEFT JOIN pending p ON p.id = v.id
+     WHERE ($1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])) AND v.id <> ALL ($7::uuid[])
+)
+SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites_count
+  FROM vps
+ CROSS JOIN LATERAL (SELECT count(*) AS sites_count FROM {sites} s
+                      WHERE s.vps_id = vps.id AND s.deleted_at IS NULL) live
+ WHERE CASE WHEN vps.has_row THEN vps.live_sites END IS DISTINCT FROM live.sites_count
+    OR (vps.stale_attributes AND NOT vps.refreshed)
+ ORDER BY vps.id
 
 -- name: tenant_batch
 -- The next $2 tenant ids after $1 (from the first when NULL), for chom_refresh_all().
@@ -149,6 +176,7 @@ SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}')
   FROM (SELECT t.id FROM {tenants} t WHERE $1::uuid IS NULL OR t.id > $1::uuid ORDER BY t.id LIMIT $2) b
 
 -- name: lock_vps
+-- Row locks on chom_vps_load, in id order (after the tenants, in the commit's lock order).
 SELECT l.vps_id FROM {chom}.chom_vps_load l WHERE l.vps_id = ANY ($1::uuid[]) ORDER BY l.vps_id FOR NO KEY UPDATE
 
 -- name: tenant_stats
@@ -158,29 +186,65 @@ SELECT t.cached_sites_count, t.cached_storage_mb, t.cached_at,
  WHERE t.id = $1
 
 -- name: tenant_live_stats
+-- One tenant's aggregates recounted, and the cached_at a recount in this transaction stores.
 WITH live AS ({live_sites})
-SELECT coalesce((SELECT sites_count FROM live), 0)::integer, coalesce((SELECT storage_mb FROM live), 0)::bigint
+SELECT coalesce((SELECT sites_count FROM live), 0)::integer, coalesce((SELECT storage_mb FROM live), 0)::bigint,
+       localtimestamp(0)
 
 -- name: pick_vps
--- The least-loaded eligible VPS: a walk along chom_vps_load_pick (active, shared VPSes by load) that stops at
--- the first row passing the other filters. Ties on load go to the smallest id.
-SELECT l.vps_id
+-- Eligible VPSes, least loaded first, after ($6, $7) in (live_sites, vps_id) order, at most $8: a walk along
+-- chom_vps_load_pick (active, shared VPSes by load) that stops once it has $8 rows passing the other
+-- filters. Ties on load go to the smallest id.
+SELECT l.vps_id, l.live_sites
   FROM {chom}.chom_vps_load l
  WHERE l.status = 'active' AND l.allocation_type = 'shared' AND l.health_status = ANY ($1::text[])
    AND ($2::integer IS NULL OR l.spec_memory_mb >= $2::integer)
    AND ($3::integer IS NULL OR l.spec_disk_gb >= $3::integer)
    AND ($4::text IS NULL OR l.region = $4::text)
    AND ($5::text IS NULL OR l.provider = $5::text)
+   AND (l.live_sites, l.vps_id) > ($6::integer, $7::uuid)
  ORDER BY l.live_sites, l.vps_id
- LIMIT 1
-{lock}
+ LIMIT $8
 
--- name: vps_load
-SELECT v.id, v.hostname::text, coalesce(l.live_sites, 0)::bigint,
-       v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
+-- name: pick_vps_overlay
+-- The same for a transaction with pending VPS changes: attributes from vps_servers itself (its own writes
+-- included), loads from chom_vps_load with the pending changes laid over them ($6, $7 pending ids and changes,
+-- $8 counts restart from zero, $9 VPSes recounted at commit), every eligible VPS, least loaded first.
+WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites))
+SELECT v.id
   FROM {vps_servers} v
   LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
- ORDER BY coalesce(l.live_sites, 0), v.id
+  LEFT JOIN pending p ON p.id = v.id
+ WHERE v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
+   AND ($2::integer IS NULL OR v.spec_memory_mb >= $2::integer)
+   AND ($3::integer IS NULL OR v.spec_disk_gb >= $3::integer)
+   AND ($4::text IS NULL OR v.region = $4::text)
+   AND ($5::text IS NULL OR v.provider = $5::text)
+ ORDER BY CASE WHEN v.id = ANY ($9::uuid[])
+               THEN (SELECT count(*) FROM {sites} s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)
+               ELSE CASE WHEN $8::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) END,
+          v.id
+
+-- name: vps_load
+-- Every VPS with its live sites, the calling transaction's pending changes laid over them ($2, $3 pending ids
+-- and changes, $4 counts restart from zero, $5 VPSes recounted at commit), least loaded first.
+WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
+vps AS (
+    SELECT v.id, v.hostname::text AS hostname,
+           CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
+           v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[]) AS eligible
+      FROM {vps_servers} v
+      LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
+      LEFT JOIN pending p ON p.id = v.id
+     WHERE v.id <> ALL ($5::uuid[])
+    UNION ALL
+    SELECT v.id, v.hostname::text,
+           (SELECT count(*) FROM {sites} s WHERE s.vps_id = v.id AND s.deleted_at IS NULL),
+           v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
+      FROM {vps_servers} v
+     WHERE v.id = ANY ($5::uuid[])
+)
+SELECT id, hostname, live_sites::bigint, eligible FROM vps ORDER BY live_sites, id
 
 -- name: index_usage
 -- The indexes serving chom's catalogue (chom's own, or the equivalent it reused) with their usage, then the

@@ -1,50 +1,26 @@
-//! Aggregate maintenance: the statement-level AFTER triggers on `sites` that keep `tenants.cached_sites_count`,
-//! `tenants.cached_storage_mb` and `chom_vps_load.live_sites` exact for every kind of write.
+//! Aggregate maintenance: the statement-level AFTER triggers on `sites` and `vps_servers` that keep
+//! `tenants.cached_sites_count`, `tenants.cached_storage_mb` and `chom_vps_load` exact for every kind of write,
+//! and the commit-time application of a transaction's changes.
 //!
-//! Each statement's transition tables are read straight from their tuplestores (no SPI query, no plan), folded
-//! into one net delta per tenant and per VPS, and applied with one prepared, set-based statement per table.
-//! Tenant rows are locked in id order first, so two statements touching the same tenants in different orders
-//! cannot deadlock; the update then reaches the locked rows by ctid. `cached_at` is not written here: it is
-//! indexed (idx_tenants_cached_at), and leaving it alone keeps these updates HOT. It records the last full
-//! recompute instead.
+//! Each statement's transition tables are read straight from their tuplestores (no SPI query, no plan) and
+//! folded into one net change per tenant and per VPS, which joins the transaction's pending changes
+//! ([`crate::pending`]). At commit they are applied once, with one prepared, set-based statement per table,
+//! in one lock order. `cached_at` is not written here: it is indexed (idx_tenants_cached_at), and leaving it
+//! alone keeps these updates HOT. It records the last full recompute instead.
 
+use crate::db;
 use crate::errors::raise;
+use crate::pending::{self, Changes, UuidBytes};
+use crate::plans::execute;
 use crate::plans::types::{INT4, INT4_ARRAY, INT8, INT8_ARRAY, TID_ARRAY, UUID, UUID_ARRAY};
-use crate::queries;
+use crate::queries::{self, Query};
 use crate::target::Target;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc, Uuid};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CStr;
-
-type UuidBytes = [u8; 16];
-
-/// One statement's net effect. BTreeMap keeps the ids sorted the way Postgres sorts uuids (bytewise), which is
-/// the lock order.
-#[derive(Default)]
-struct Deltas {
-    tenants: BTreeMap<UuidBytes, (i64, i128)>,
-    vps: BTreeMap<UuidBytes, i64>,
-}
-
-impl Deltas {
-    /// Counts a live site row in (`sign` 1) or out (`sign` -1).
-    fn add(&mut self, tenant: UuidBytes, vps: Option<UuidBytes>, storage_mb: i64, sign: i64) {
-        let tenant = self.tenants.entry(tenant).or_default();
-        tenant.0 += sign;
-        tenant.1 += i128::from(sign) * i128::from(storage_mb);
-        if let Some(vps) = vps {
-            *self.vps.entry(vps).or_default() += sign;
-        }
-    }
-
-    /// Drops the ids whose changes cancelled out (an update of an unrelated column, a move and back).
-    fn retain_changes(&mut self) {
-        self.tenants.retain(|_, (sites, storage)| *sites != 0 || *storage != 0);
-        self.vps.retain(|_, sites| *sites != 0);
-    }
-}
 
 /// Positions (0-based) of the columns the triggers read, looked up by name in the table's row type.
 struct SiteColumns {
@@ -150,7 +126,7 @@ fn uuid_array(ids: impl Iterator<Item = UuidBytes>) -> DatumWithOid<'static> {
 fn out_of_range(what: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-        format!("chom: one statement changes {what} by more than its column can hold"),
+        format!("chom: this transaction changes {what} by more than its column can hold"),
         None,
     )
 }
@@ -166,71 +142,118 @@ fn checked_vps_change(sites: i64) -> i32 {
     i32::try_from(sites).unwrap_or_else(|_| out_of_range("a VPS's site count"))
 }
 
-/// Applies a statement's deltas: tenants, then VPS loads. A single row (the common single-row write) is
-/// updated by a plain keyed UPDATE. Several tenants are locked first in id order (no deadlock between
-/// statements), and the lock pass hands back each row's ctid, so the update goes straight to the locked row
-/// versions instead of looking every id up in the index again.
-fn apply(target: &Target, deltas: Deltas) {
+/// Applies a committing transaction's changes: first every tenant, locked in id order, then every VPS row,
+/// locked in id order. Every commit takes chom's row locks in this one order, and no lock of chom's is taken
+/// before commit, so committing transactions can wait for each other but never in a cycle. A single tenant
+/// (the common single-row write) is updated by a plain keyed UPDATE; several are locked first and then
+/// reached by the ctid the lock pass returns, without a second index look-up.
+pub fn apply(target: &Target, changes: &Changes) {
+    if !target.tables_exist() {
+        // CHOM's tables were dropped in this very transaction: nothing is left to keep exact
+        return;
+    }
     Spi::connect_mut(|client| {
-        if let (1, Some((id, change))) = (deltas.tenants.len(), deltas.tenants.first_key_value()) {
-            let (sites, storage) = checked_tenant_change(*change);
-            crate::plans::execute(
-                client,
-                &queries::sql(target, "apply_tenant_delta", ""),
-                &[UUID, INT4, INT8],
-                &[Uuid::from_bytes(*id).into(), sites.into(), storage.into()],
-            );
-        } else if !deltas.tenants.is_empty() {
-            let lock = queries::sql(target, "lock_tenants", "");
-            let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
-                crate::plans::execute(client, &lock, &[UUID_ARRAY], &[uuid_array(deltas.tenants.keys().copied())])
-                    .filter_map(|row| {
-                        let id = row.get::<Uuid>(1).ok().flatten()?;
-                        let ctid = row.get::<pg_sys::ItemPointerData>(2).ok().flatten()?;
-                        Some((ctid, checked_tenant_change(*deltas.tenants.get(id.as_bytes())?)))
-                    })
-                    .unzip();
-            let (sites, storage): (Vec<i32>, Vec<i64>) = changes.into_iter().unzip();
-            crate::plans::execute(
-                client,
-                &queries::sql(target, "apply_locked_tenant_deltas", ""),
-                &[TID_ARRAY, INT4_ARRAY, INT8_ARRAY],
-                &[ctids.into(), sites.into(), storage.into()],
-            );
-        }
-        if deltas.vps.is_empty() {
-            return;
-        }
-        let sites: Vec<i32> = deltas.vps.values().map(|n| checked_vps_change(*n)).collect();
-        let single = (deltas.vps.len() == 1).then(|| deltas.vps.keys().next()).flatten();
-        let updated: std::collections::BTreeSet<UuidBytes> = if let Some(id) = single {
-            crate::plans::execute(
-                client,
-                &queries::sql(target, "apply_vps_delta", ""),
-                &[UUID, INT4],
-                &[Uuid::from_bytes(*id).into(), sites[0].into()],
-            )
-        } else {
-            crate::plans::execute(
-                client,
-                &queries::sql(target, "apply_vps_deltas", ""),
-                &[UUID_ARRAY, INT4_ARRAY],
-                &[uuid_array(deltas.vps.keys().copied()), sites.clone().into()],
-            )
-        }
-        .filter_map(|row| row.get::<Uuid>(1).ok().flatten().map(|id| *id.as_bytes()))
-        .collect();
-        if updated.len() < deltas.vps.len() {
-            // a VPS with no row yet (its registry trigger was bypassed): insert its count
-            let (ids, sites): (Vec<UuidBytes>, Vec<i32>) =
-                deltas.vps.keys().copied().zip(sites).filter(|(id, _)| !updated.contains(id)).unzip();
-            let upsert = queries::sql(target, "upsert_vps_deltas", "");
-            crate::plans::execute(client, &upsert, &[UUID_ARRAY, INT4_ARRAY], &[uuid_array(ids.into_iter()), sites.into()]);
+        apply_tenants(client, target, changes);
+        if changes.touches_vps() {
+            apply_vps(client, target, changes);
         }
     });
 }
 
-/// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `sites`.
+fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+    if changes.sites_truncated {
+        execute(client, &queries::sql(target, Query::ZeroTenants), &[], &[]);
+    }
+    let recounts = &changes.tenant_recounts;
+    let deltas: BTreeMap<UuidBytes, (i32, i64)> = changes
+        .tenants
+        .iter()
+        .filter(|(id, _)| !recounts.contains(*id))
+        .map(|(id, change)| (*id, checked_tenant_change(*change)))
+        .collect();
+    if let (true, Some((id, (sites, storage)))) = (recounts.is_empty() && deltas.len() == 1, deltas.first_key_value()) {
+        let sql = queries::sql(target, Query::ApplyTenantDelta);
+        execute(client, &sql, &[UUID, INT4, INT8], &[Uuid::from_bytes(*id).into(), (*sites).into(), (*storage).into()]);
+        return;
+    }
+    let ids: BTreeSet<UuidBytes> = deltas.keys().chain(recounts.iter()).copied().collect();
+    if ids.is_empty() {
+        return;
+    }
+    let locked: BTreeMap<UuidBytes, pg_sys::ItemPointerData> =
+        execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[uuid_array(ids.into_iter())])
+            .map(|row| (*db::required::<Uuid>(&row, 1).as_bytes(), db::required::<pg_sys::ItemPointerData>(&row, 2)))
+            .collect();
+    let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
+        deltas.iter().filter_map(|(id, change)| Some((*locked.get(id)?, *change))).unzip();
+    if !ctids.is_empty() {
+        let (sites, storage): (Vec<i32>, Vec<i64>) = changes.into_iter().unzip();
+        execute(
+            client,
+            &queries::sql(target, Query::ApplyLockedTenantDeltas),
+            &[TID_ARRAY, INT4_ARRAY, INT8_ARRAY],
+            &[ctids.into(), sites.into(), storage.into()],
+        );
+    }
+    if !recounts.is_empty() {
+        let sql = queries::sql(target, Query::RecountTenants);
+        execute(client, &sql, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
+    }
+}
+
+fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+    if changes.vps_truncated {
+        execute(client, &queries::sql(target, Query::ForgetAllVps), &[], &[]);
+    } else if changes.sites_truncated {
+        execute(client, &queries::sql(target, Query::ZeroVps), &[], &[]);
+    }
+    let recounts = &changes.vps_recounts;
+    let ids: BTreeSet<UuidBytes> =
+        changes.vps.keys().chain(changes.vps_touched.iter()).chain(recounts.iter()).copied().collect();
+    if ids.len() > 1 {
+        execute(client, &queries::sql(target, Query::LockVps), &[UUID_ARRAY], &[uuid_array(ids.iter().copied())]);
+    }
+    if !changes.vps_touched.is_empty() {
+        let touched = uuid_array(changes.vps_touched.iter().copied());
+        execute(client, &queries::sql(target, Query::RegisterVps), &[UUID_ARRAY], &[touched]);
+        let touched = uuid_array(changes.vps_touched.iter().copied());
+        execute(client, &queries::sql(target, Query::ForgetGoneVps), &[UUID_ARRAY], &[touched]);
+    }
+    let deltas: BTreeMap<UuidBytes, i32> = changes
+        .vps
+        .iter()
+        .filter(|(id, _)| !recounts.contains(*id))
+        .map(|(id, sites)| (*id, checked_vps_change(*sites)))
+        .collect();
+    let updated: BTreeSet<UuidBytes> = match deltas.len() {
+        0 => BTreeSet::new(),
+        1 => {
+            let (id, sites) = deltas.first_key_value().expect("one delta");
+            let sql = queries::sql(target, Query::ApplyVpsDelta);
+            execute(client, &sql, &[UUID, INT4], &[Uuid::from_bytes(*id).into(), (*sites).into()])
+                .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
+                .collect()
+        }
+        _ => {
+            let sql = queries::sql(target, Query::ApplyVpsDeltas);
+            let sites: Vec<i32> = deltas.values().copied().collect();
+            execute(client, &sql, &[UUID_ARRAY, INT4_ARRAY], &[uuid_array(deltas.keys().copied()), sites.into()])
+                .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
+                .collect()
+        }
+    };
+    // a VPS without a row (its registry trigger was bypassed) and the VPSes marked for it are recounted
+    let recount: BTreeSet<UuidBytes> =
+        deltas.keys().filter(|id| !updated.contains(*id)).chain(recounts.iter()).copied().collect();
+    if !recount.is_empty() {
+        execute(client, &queries::sql(target, Query::RecountVps), &[UUID_ARRAY], &[uuid_array(recount.iter().copied())]);
+        execute(client, &queries::sql(target, Query::ForgetGoneVps), &[UUID_ARRAY], &[uuid_array(recount.into_iter())]);
+    }
+}
+
+/// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `sites`: folds the
+/// statement's transition tables into one net change per tenant and per VPS and adds it to the transaction's
+/// pending changes, applied at commit.
 #[pg_trigger]
 fn chom_sites_aggregates<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -238,17 +261,14 @@ fn chom_sites_aggregates<'a>(
     let data = trigger.trigger_data();
     let target = trigger_target(data, "sites");
     if fired_by_truncate(data) {
-        Spi::connect_mut(|client| {
-            crate::plans::execute(client, &queries::sql(&target, "zero_tenants", ""), &[], &[]);
-            crate::plans::execute(client, &queries::sql(&target, "zero_vps", ""), &[], &[]);
-        });
+        pending::record(&target, Changes::truncate_sites);
         return Ok(None);
     }
+    let mut statement = Changes::default();
     // SAFETY: the relation and its transition tables come from Postgres for this firing.
-    let deltas = unsafe {
+    unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
         let columns = SiteColumns::locate(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr));
-        let mut deltas = Deltas::default();
         for (store, sign) in [(data.tg_oldtable, -1), (data.tg_newtable, 1)] {
             scan_transition_table(store, tupdesc_ptr, columns.deform_up_to, |values, nulls| {
                 // soft-deleted sites are not counted; tenant_id is NOT NULL in CHOM, a NULL counts for nobody
@@ -257,83 +277,47 @@ fn chom_sites_aggregates<'a>(
                 }
                 let vps = (!nulls[columns.vps_id]).then(|| uuid_bytes(values[columns.vps_id]));
                 let storage = if nulls[columns.storage_used_mb] { 0 } else { values[columns.storage_used_mb].value() as i64 };
-                deltas.add(uuid_bytes(values[columns.tenant_id]), vps, storage, sign);
+                statement.add_site(uuid_bytes(values[columns.tenant_id]), vps, storage, sign);
             });
         }
-        deltas.retain_changes();
-        deltas
-    };
-    if !deltas.tenants.is_empty() || !deltas.vps.is_empty() {
-        apply(&target, deltas);
+    }
+    statement.retain_changes();
+    if !statement.is_empty() {
+        pending::record(&target, |changes| changes.merge(statement));
     }
     Ok(None)
 }
 
 /// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `vps_servers`: every
 /// VPS has a row in chom_vps_load, with the attributes chom_pick_vps() filters on, so the pick finds VPSes that
-/// have no sites yet and sees status, health and size changes.
+/// have no sites yet and sees status, health and size changes. The VPSes a statement touched are recorded
+/// and their rows refreshed at commit, in the same lock order as the counts.
 #[pg_trigger]
 fn chom_vps_registry<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let data = trigger.trigger_data();
     let target = trigger_target(data, "vps_servers");
-    let (query, store) = if fired_by_truncate(data) {
-        ("forget_all_vps", std::ptr::null_mut())
-    } else if !data.tg_newtable.is_null() {
-        ("register_vps", data.tg_newtable)
-    } else {
-        ("forget_vps", data.tg_oldtable)
-    };
-    let mut ids = Vec::new();
+    if fired_by_truncate(data) {
+        pending::record(&target, Changes::truncate_vps);
+        return Ok(None);
+    }
+    let store = if data.tg_newtable.is_null() { data.tg_oldtable } else { data.tg_newtable };
+    let mut ids = BTreeSet::new();
     // SAFETY: as in chom_sites_aggregates.
     unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
         let id = column_position(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr), "id", Some(pg_sys::UUIDOID));
         scan_transition_table(store, tupdesc_ptr, id as i32 + 1, |values, nulls| {
             if !nulls[id] {
-                ids.push(uuid_bytes(values[id]));
+                ids.insert(uuid_bytes(values[id]));
             }
         });
     }
-    ids.sort_unstable();
-    Spi::connect_mut(|client| {
-        let sql = queries::sql(&target, query, "");
-        if query == "forget_all_vps" {
-            crate::plans::execute(client, &sql, &[], &[]);
-        } else if !ids.is_empty() {
-            crate::plans::execute(client, &sql, &[UUID_ARRAY], &[uuid_array(ids.into_iter())]);
-        }
-    });
+    if !ids.is_empty() {
+        pending::record(&target, |changes| changes.vps_touched.extend(ids));
+    }
     Ok(None)
-}
-
-#[cfg(test)]
-mod unit_tests {
-    use super::Deltas;
-
-    #[test]
-    fn a_move_between_tenants_nets_out_per_tenant() {
-        let mut deltas = Deltas::default();
-        deltas.add([1; 16], Some([9; 16]), 100, -1);
-        deltas.add([2; 16], Some([9; 16]), 100, 1);
-        deltas.retain_changes();
-        assert_eq!(deltas.tenants[&[1; 16]], (-1, -100));
-        assert_eq!(deltas.tenants[&[2; 16]], (1, 100));
-        assert!(deltas.vps.is_empty(), "same VPS before and after: no VPS change");
-    }
-
-    #[test]
-    fn ids_come_out_in_uuid_order() {
-        let mut deltas = Deltas::default();
-        for first in [7u8, 1, 200, 3] {
-            let mut id = [0u8; 16];
-            id[0] = first;
-            deltas.add(id, None, 1, 1);
-        }
-        let firsts: Vec<u8> = deltas.tenants.keys().map(|k| k[0]).collect();
-        assert_eq!(firsts, vec![1, 3, 7, 200]);
-    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -389,5 +373,82 @@ mod tests {
             "the second row violates (tenant_id, domain): the statement and its trigger work roll back together"
         );
         assert_eq!(drifted_tenants(), 0);
+    }
+
+    #[pg_test]
+    fn a_transaction_sees_its_own_pending_changes_through_savepoints() {
+        install_with_data();
+        let tenant = "'a0000000-0000-0000-0000-000000000001'";
+        let stats = || count(&format!("SELECT sites_count::bigint FROM chom_tenant_stats({tenant})"));
+        let before = stats();
+        let insert = |domain: &str| {
+            Spi::run(&format!(
+                "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+                 VALUES (gen_random_uuid(), {tenant}, 'b0000000-0000-0000-0000-000000000001', '{domain}', 5)"
+            ))
+            .unwrap()
+        };
+        insert("kept.test");
+        // an inner block that fails drops exactly its part, RELEASE-like success merges it
+        Spi::run(&format!(
+            "DO $$ BEGIN \
+               INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), {tenant}, 'dropped.test'); \
+               RAISE EXCEPTION 'undo'; \
+             EXCEPTION WHEN raise_exception THEN NULL; END $$"
+        ))
+        .unwrap();
+        Spi::run(&format!(
+            "DO $$ BEGIN \
+               BEGIN INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), {tenant}, 'merged.test'); END; \
+             EXCEPTION WHEN OTHERS THEN NULL; END $$"
+        ))
+        .unwrap();
+        assert_eq!(stats(), before + 2);
+        assert_eq!(drifted_tenants(), 0);
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);
+        // the raw columns change at commit, for everybody at once
+        assert_eq!(count(&format!("SELECT cached_sites_count::bigint FROM tenants WHERE id = {tenant}")), before);
+        // a TRUNCATE voids what came before it; what follows counts from zero
+        Spi::run("TRUNCATE sites CASCADE").unwrap();
+        insert("after-truncate.test");
+        assert_eq!(stats(), 1);
+        assert_eq!(drifted_tenants(), 0);
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);
+    }
+
+    #[pg_test]
+    fn vps_changes_are_seen_by_the_pick_before_commit() {
+        install_with_data();
+        Spi::run(
+            "INSERT INTO vps_servers (id, hostname, ip_address, provider, region, spec_cpu, spec_memory_mb, spec_disk_gb, status, allocation_type, health_status) \
+             VALUES ('b0000000-0000-0000-0000-000000000009', 'vps9', '10.0.0.9', 'hetzner', 'eu', 4, 8192, 160, 'active', 'shared', 'healthy')",
+        )
+        .unwrap();
+        let pick = || Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap();
+        assert_eq!(pick().as_deref(), Some("b0000000-0000-0000-0000-000000000009"), "the new, empty VPS");
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);
+        // fill it past the others: the pick moves on, counting this transaction's own sites
+        Spi::run("INSERT INTO sites (id, tenant_id, vps_id, domain) SELECT gen_random_uuid(), 'a0000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000009', 'fill' || i || '.test' FROM generate_series(1, 40) i").unwrap();
+        assert_ne!(pick().as_deref(), Some("b0000000-0000-0000-0000-000000000009"));
+        assert_eq!(count("SELECT live_sites FROM chom_vps_load() WHERE vps_id = 'b0000000-0000-0000-0000-000000000009'"), 40);
+        Spi::run("UPDATE vps_servers SET status = 'maintenance' WHERE id <> 'b0000000-0000-0000-0000-000000000009'").unwrap();
+        assert_eq!(pick().as_deref(), Some("b0000000-0000-0000-0000-000000000009"), "the only active one left");
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);
+        Spi::run("DELETE FROM vps_servers WHERE id = 'b0000000-0000-0000-0000-000000000009'").unwrap();
+        assert_eq!(pick(), None);
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);
+    }
+
+    #[pg_test]
+    fn only_chom_applies_pending_changes() {
+        install_with_data();
+        Spi::run("GRANT EXECUTE ON FUNCTION chom_apply_pending() TO PUBLIC").unwrap();
+        assert_eq!(sqlstate("SELECT chom_apply_pending()").as_deref(), Some("42501"));
     }
 }

@@ -1,11 +1,11 @@
 //! Thin SPI helpers: one value from a query (None when there is no row), and statements whose failure is a
 //! chom bug reported with the statement.
 
-use crate::errors::spi;
+use crate::errors::{raise, spi};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
-use pgrx::{FromDatum, IntoDatum};
+use pgrx::{FromDatum, IntoDatum, PgSqlErrorCode};
 
 /// The first column of the first row, or None when there is no row or it is NULL.
 pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
@@ -19,14 +19,38 @@ pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Op
 pub struct Row<'a, 'conn>(&'a SpiHeapTupleData<'conn>);
 
 impl Row<'_, '_> {
+    /// A column that may be NULL.
     pub fn get<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> Option<T> {
         self.0.get::<T>(ordinal).ok().flatten()
+    }
+
+    /// A column that chom's SQL never leaves NULL (see [`required`]).
+    #[track_caller]
+    pub fn required<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> T {
+        required(self.0, ordinal)
     }
 }
 
 /// Every row of a query, each turned into a value by `each`.
 pub fn rows<T>(sql: &str, args: &[DatumWithOid<'_>], mut each: impl FnMut(Row) -> T) -> Vec<T> {
     Spi::connect(|client| spi(client.select(sql, None, args), sql).map(|row| each(Row(&row))).collect())
+}
+
+/// A column of a result row that chom's own SQL guarantees is there and not NULL; anything else is an
+/// internal error with the column named, never a value made up in its place.
+#[track_caller]
+pub fn required<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, ordinal: usize) -> T {
+    match row.get::<T>(ordinal) {
+        Ok(Some(value)) => value,
+        Ok(None) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: column {ordinal} of a result is NULL"), None),
+        Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: column {ordinal} of a result: {e}"), None),
+    }
+}
+
+/// The internal error for a row or value that chom's own SQL always returns but did not.
+#[track_caller]
+pub fn missing(what: &str) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: {what} returned no value"), None)
 }
 
 /// Runs a statement.

@@ -2,32 +2,45 @@
 //! values exact, so drift only comes from writes that bypassed them (session_replication_role = replica,
 //! disabled triggers, partial restores); these functions find it and mend it.
 
+use crate::pending;
 use crate::plans::types::UUID_ARRAY;
-use crate::queries;
+use crate::queries::{self, Query};
 use crate::target::{self, Target};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
 fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
-    crate::db::rows(&queries::sql(target, "tenant_drift", ""), &[ids.into()], |row| {
-        (
-            row.get(1).unwrap_or(Uuid::from_bytes([0; 16])),
-            row.get(2).unwrap_or(0),
-            row.get(3).unwrap_or(0),
-            row.get(4).unwrap_or(0),
-            row.get(5).unwrap_or(0),
-        )
+    let overlay = pending::folded().tenant_overlay();
+    let args = [
+        ids.into(),
+        overlay.ids.into(),
+        overlay.sites.into(),
+        overlay.storage.into(),
+        overlay.zero.into(),
+        overlay.recounted.into(),
+    ];
+    crate::db::rows(&queries::sql(target, Query::TenantDrift), &args, |row| {
+        (row.required(1), row.required(2), row.required(3), row.required(4), row.required(5))
     })
 }
 
 fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>, i64)> {
-    crate::db::rows(&queries::sql(target, "vps_drift", ""), &[ids.into()], |row| {
-        (row.get(1).unwrap_or(Uuid::from_bytes([0; 16])), row.get(2), row.get(3).unwrap_or(0))
-    })
+    let overlay = pending::folded().vps_overlay();
+    let args = [
+        ids.into(),
+        overlay.ids.into(),
+        overlay.sites.into(),
+        overlay.zero.into(),
+        overlay.refreshed.into(),
+        overlay.all_refreshed.into(),
+        overlay.recounted.into(),
+    ];
+    crate::db::rows(&queries::sql(target, Query::VpsDrift), &args, |row| (row.required(1), row.get(2), row.required(3)))
 }
 
 /// Every tenant whose cached site count or storage differs from a recount of its live sites (CHOM's accuracy
-/// spot-check, over all tenants). Empty when every cached value is exact.
+/// spot-check, over all tenants). Empty when every cached value is exact. Inside a transaction that wrote
+/// sites, its own pending changes count as applied (they are, at commit).
 #[pg_extern(stable, parallel_safe)]
 pub fn chom_cache_drift() -> TableIterator<'static, (
     name!(tenant_id, Uuid),
@@ -56,7 +69,7 @@ pub fn chom_repair_drift() -> i64 {
     let drifted: Vec<Uuid> = tenant_drift(&target, None).into_iter().map(|row| row.0).collect();
     let mut fixed = 0;
     if !drifted.is_empty() {
-        let lock = queries::sql(&target, "lock_tenants", "");
+        let lock = queries::sql(&target, Query::LockTenants);
         crate::db::run(&lock, &[drifted.clone().into()]);
         let still: Vec<Uuid> = tenant_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
         if !still.is_empty() {
@@ -66,13 +79,14 @@ pub fn chom_repair_drift() -> i64 {
     let drifted: Vec<Uuid> = vps_drift(&target, None).into_iter().map(|row| row.0).collect();
     if !drifted.is_empty() {
         Spi::connect_mut(|client| {
-            let lock = queries::sql(&target, "lock_vps", "");
+            let lock = queries::sql(&target, Query::LockVps);
             crate::plans::execute(client, &lock, &[UUID_ARRAY], &[drifted.clone().into()]);
         });
         let still: Vec<Uuid> = vps_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
         if !still.is_empty() {
-            let recount = queries::sql(&target, "recount_vps", "");
+            let recount = queries::sql(&target, Query::RecountVps);
             crate::db::run(&recount, &[still.clone().into()]);
+            pending::recounted(&target, &[], &still);
             fixed += still.len() as i64;
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`install`]: chom_install() / chom_uninstall() / chom_index_ddl() over the [`catalog`] of managed objects
 //!   on CHOM's tables ([`target`]);
-//! - [`aggregates`]: statement-level triggers that keep tenant aggregates and per-VPS loads exact;
+//! - [`aggregates`]: statement-level triggers that keep tenant aggregates and per-VPS loads exact, through the
+//!   transaction's [`pending`] changes, applied at commit;
 //! - [`stats`], [`placement`], [`drift`], [`status`]: the SQL functions the application and DBAs call.
 
 use pgrx::prelude::*;
@@ -15,6 +16,7 @@ mod db;
 mod drift;
 mod errors;
 mod install;
+mod pending;
 mod placement;
 mod plans;
 mod queries;
@@ -32,6 +34,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
     target::register_invalidation();
+    pending::register_callbacks();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

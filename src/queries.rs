@@ -8,12 +8,58 @@ use std::sync::OnceLock;
 
 const QUERIES_SQL: &str = include_str!("../sql/queries.sql");
 
+/// Declares [`Query`], one variant per `-- name:` block of sql/queries.sql, with the block's name.
+macro_rules! queries {
+    ($($variant:ident = $name:literal,)*) => {
+        /// A statement of sql/queries.sql. A variant without a block (or a block without a variant) fails the
+        /// unit test below, not a trigger at run time.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Query { $($variant,)* }
+
+        impl Query {
+            #[cfg(test)]
+            pub const ALL: &'static [Query] = &[$(Query::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Query::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+queries! {
+    LiveSites = "live_sites",
+    RecountTenants = "recount_tenants",
+    TenantDrift = "tenant_drift",
+    LockTenants = "lock_tenants",
+    ApplyLockedTenantDeltas = "apply_locked_tenant_deltas",
+    ApplyTenantDelta = "apply_tenant_delta",
+    ApplyVpsDeltas = "apply_vps_deltas",
+    ApplyVpsDelta = "apply_vps_delta",
+    ZeroTenants = "zero_tenants",
+    ZeroVps = "zero_vps",
+    RegisterVps = "register_vps",
+    ForgetAllVps = "forget_all_vps",
+    RecountVps = "recount_vps",
+    ForgetGoneVps = "forget_gone_vps",
+    VpsDrift = "vps_drift",
+    TenantBatch = "tenant_batch",
+    LockVps = "lock_vps",
+    TenantStats = "tenant_stats",
+    TenantLiveStats = "tenant_live_stats",
+    PickVps = "pick_vps",
+    PickVpsOverlay = "pick_vps_overlay",
+    VpsLoad = "vps_load",
+    IndexUsage = "index_usage",
+}
+
+/// The blocks of sql/queries.sql by name, comments removed.
 fn blocks() -> &'static HashMap<&'static str, String> {
     static BLOCKS: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
     BLOCKS.get_or_init(|| {
         let mut blocks = HashMap::new();
         for block in QUERIES_SQL.split("-- name: ").skip(1) {
-            let (name, body) = block.split_once('\n').expect("a query block has a body");
+            let (name, body) = block.split_once('\n').unwrap_or((block, ""));
             let statement: Vec<&str> = body.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
             blocks.insert(name.trim(), statement.join("\n").trim().to_string());
         }
@@ -22,18 +68,18 @@ fn blocks() -> &'static HashMap<&'static str, String> {
 }
 
 thread_local! {
-    static RENDERED: RefCell<HashMap<(String, String, &'static str, &'static str), Rc<str>>> = RefCell::new(HashMap::new());
+    static RENDERED: RefCell<HashMap<(String, String, Query), Rc<str>>> = RefCell::new(HashMap::new());
 }
 
-/// The statement `name` for `target`, with `{lock}` replaced by `lock`. Rendered once per backend: the
-/// triggers call this for every statement on `sites`.
-pub fn sql(target: &Target, name: &'static str, lock: &'static str) -> Rc<str> {
-    let key = (target.schema.clone(), target.extension_schema.clone(), name, lock);
+/// The statement `query` for `target`. Rendered once per backend: the commit path calls this for every
+/// transaction that wrote sites.
+pub fn sql(target: &Target, query: Query) -> Rc<str> {
+    let key = (target.schema.clone(), target.extension_schema.clone(), query);
     if let Some(rendered) = RENDERED.with(|cache| cache.borrow().get(&key).cloned()) {
         return rendered;
     }
-    let block = blocks().get(name).unwrap_or_else(|| panic!("no query named {name} in sql/queries.sql"));
-    let inlined = block.replace("{live_sites}", &blocks()["live_sites"]).replace("{lock}", lock);
+    let block = &blocks()[query.name()];
+    let inlined = block.replace("{live_sites}", &blocks()[Query::LiveSites.name()]);
     let rendered: Rc<str> = target.render(&inlined).into();
     RENDERED.with(|cache| cache.borrow_mut().insert(key, rendered.clone()));
     rendered
@@ -41,12 +87,27 @@ pub fn sql(target: &Target, name: &'static str, lock: &'static str) -> Rc<str> {
 
 #[cfg(test)]
 mod tests {
+    use super::{blocks, Query};
+
     #[test]
-    fn every_block_has_a_statement() {
-        for (name, statement) in super::blocks() {
-            assert!(!statement.is_empty(), "query {name} is empty");
-            assert!(!statement.contains("-- name"), "query {name} swallowed another block");
+    fn every_query_has_exactly_one_block_and_every_block_a_query() {
+        let names: Vec<&str> = Query::ALL.iter().map(|q| q.name()).collect();
+        let mut declared: Vec<&str> = super::QUERIES_SQL
+            .lines()
+            .filter_map(|line| line.strip_prefix("-- name: "))
+            .map(str::trim)
+            .collect();
+        declared.sort_unstable();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, declared, "Query variants and sql/queries.sql blocks differ");
+        for name in names {
+            let statement = &blocks()[name];
+            assert!(!statement.is_empty(), "query {name} has no statement");
+            assert!(
+                statement.split_whitespace().next().is_some_and(|w| ["SELECT", "WITH", "UPDATE", "INSERT", "DELETE"].contains(&w)),
+                "query {name} does not start with a statement: {statement}"
+            );
         }
-        assert!(super::blocks().len() >= 15);
     }
 }

@@ -1,9 +1,11 @@
 //! Tenant statistics for the application, and recomputes from scratch: chom_tenant_stats(),
 //! chom_refresh_tenant(), chom_refresh_all().
 
+use crate::db;
 use crate::errors::{invalid_argument, raise};
+use crate::pending;
 use crate::plans::types::{INT4, UUID, UUID_ARRAY};
-use crate::queries;
+use crate::queries::{self, Query};
 use crate::target::{self, Target};
 use pgrx::datum::{DatumWithOid, Timestamp};
 use pgrx::prelude::*;
@@ -20,23 +22,27 @@ fn ids_datum(ids: &[Uuid]) -> DatumWithOid<'static> {
 }
 
 /// Locks the tenants (in id order) and recomputes their aggregates from their live sites; returns how many
-/// tenant rows were rewritten. Locking first means a concurrent writer's delta lands either before the
-/// recount (we waited for it) or after it (on top of it): none is lost.
+/// tenant rows were rewritten. Locking first means a concurrent writer's changes land either before the
+/// recount (its commit held the lock, we waited for it) or after it (on top of it): none is lost. This
+/// transaction's own pending changes are seen by the recount and are not added again at commit.
 pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
-    Spi::connect_mut(|client| {
-        crate::plans::execute(client, &queries::sql(target, "lock_tenants", ""), &[UUID_ARRAY], &[ids_datum(ids)]);
+    let rewritten = Spi::connect_mut(|client| {
+        crate::plans::execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
         let result =
-            crate::plans::execute(client, &queries::sql(target, "recount_tenants", ""), &[UUID_ARRAY], &[ids_datum(ids)]);
+            crate::plans::execute(client, &queries::sql(target, Query::RecountTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
         result.len() as i64
-    })
+    });
+    pending::recounted(target, ids, &[]);
+    rewritten
 }
 
 /// A tenant's live site count, storage (MB) and the time its aggregates were last recomputed from scratch —
-/// CHOM's getSiteCount() and getStorageUsedMb() in one indexed read. The triggers keep the values exact; when
-/// `cached_at` is older than `chom.stale_after` (default 5min) the tenant is recounted and stored first, as
-/// CHOM's cache did. In a read-only transaction or on a hot standby the recount is returned without being
-/// stored (`cached_at` then still says when values were last stored), never an error.
-/// An unknown tenant, or NULL, gives no row.
+/// CHOM's getSiteCount() and getStorageUsedMb() in one indexed read. The triggers keep the values exact, and
+/// the calling transaction's own uncommitted writes are included. When `cached_at` is older than
+/// `chom.stale_after` (default 5min) the tenant is recounted: the recount is returned at once and stored when
+/// the transaction commits (in chom's commit lock order, so a stale read never adds a lock wait mid-way). In a
+/// read-only transaction or on a hot standby the recount is returned without being stored (`cached_at` then
+/// still says when values were last stored), never an error. An unknown tenant, or NULL, gives no row.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 pub fn chom_tenant_stats(tenant: Uuid) -> TableIterator<'static, (name!(sites_count, i32), name!(storage_mb, i64), name!(cached_at, Option<Timestamp>))> {
     let target = target::require_installed();
@@ -44,40 +50,51 @@ pub fn chom_tenant_stats(tenant: Uuid) -> TableIterator<'static, (name!(sites_co
     let cached = Spi::connect(|client| {
         let rows = crate::plans::read(
             client,
-            &queries::sql(&target, "tenant_stats", ""),
+            &queries::sql(&target, Query::TenantStats),
             &[UUID, INT4],
             &[tenant.into(), stale_after.into()],
         );
         rows.into_iter().next().map(|row| {
             (
-                row.get::<i32>(1).ok().flatten().unwrap_or(0),
-                row.get::<i64>(2).ok().flatten().unwrap_or(0),
+                db::required::<i32>(&row, 1),
+                db::required::<i64>(&row, 2),
                 row.get::<Timestamp>(3).ok().flatten(),
-                row.get::<bool>(4).ok().flatten().unwrap_or(true),
+                db::required::<bool>(&row, 4),
             )
         })
     });
     let Some((sites, storage, cached_at, stale)) = cached else {
         return TableIterator::new(Vec::new());
     };
-    if !stale {
-        return TableIterator::once((sites, storage, cached_at));
+    let changes = pending::folded();
+    match changes.tenant_delta(tenant.as_bytes()) {
+        Some((sites_change, storage_change)) if !stale => {
+            let (sites, storage) = if changes.sites_truncated { (0, 0) } else { (sites, storage) };
+            let sites = i32::try_from(i64::from(sites) + sites_change).unwrap_or_else(|_| out_of_range());
+            let storage = i64::try_from(i128::from(storage) + storage_change).unwrap_or_else(|_| out_of_range());
+            TableIterator::once((sites, storage, cached_at))
+        }
+        // stale, or recounted at commit already: what a recount gives now
+        _ => {
+            let (sites, storage, recounted_at) = Spi::connect(|client| {
+                let sql = queries::sql(&target, Query::TenantLiveStats);
+                let rows = crate::plans::read(client, &sql, &[UUID_ARRAY], &[ids_datum(&[tenant])]);
+                let row = rows.into_iter().next().unwrap_or_else(|| db::missing("tenant_live_stats"));
+                (db::required::<i32>(&row, 1), db::required::<i64>(&row, 2), db::required::<Timestamp>(&row, 3))
+            });
+            if read_only() {
+                return TableIterator::once((sites, storage, cached_at));
+            }
+            pending::record(&target, |changes| {
+                changes.tenant_recounts.insert(*tenant.as_bytes());
+            });
+            TableIterator::once((sites, storage, Some(recounted_at)))
+        }
     }
-    if read_only() {
-        let (sites, storage) = Spi::connect(|client| {
-            let rows = crate::plans::read(
-                client,
-                &queries::sql(&target, "tenant_live_stats", ""),
-                &[UUID_ARRAY],
-                &[ids_datum(&[tenant])],
-            );
-            let row = rows.first();
-            (row.get::<i32>(1).ok().flatten().unwrap_or(0), row.get::<i64>(2).ok().flatten().unwrap_or(0))
-        });
-        return TableIterator::once((sites, storage, cached_at));
-    }
-    recount(&target, &[tenant]);
-    chom_tenant_stats(tenant)
+}
+
+fn out_of_range() -> ! {
+    raise(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "chom: a tenant's aggregates are out of range", None)
 }
 
 /// Recomputes one tenant's cached aggregates from its live sites and stamps `cached_at` (CHOM's
@@ -118,8 +135,8 @@ pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
     };
     let target = target::require_installed();
     let total: i64 = crate::db::one(&format!("SELECT count(*) FROM {}", target.table("tenants")), &[])
-        .unwrap_or(0);
-    let batch_sql = queries::sql(&target, "tenant_batch", "");
+        .unwrap_or_else(|| db::missing("counting tenants"));
+    let batch_sql = queries::sql(&target, Query::TenantBatch);
     let mut after: Option<Uuid> = None;
     let mut done = 0i64;
     loop {
@@ -154,7 +171,17 @@ mod tests {
         // corrupt the cache behind chom's back and make it stale: the stats recompute and store
         Spi::run(&format!("SET LOCAL session_replication_role = replica; UPDATE tenants SET cached_sites_count = 999, cached_at = now() - interval '1 hour' WHERE id = {tenant}; SET LOCAL session_replication_role = origin")).unwrap();
         assert_eq!(count(&format!("SELECT sites_count::bigint FROM chom_tenant_stats({tenant})")), live);
-        assert_eq!(count(&format!("SELECT cached_sites_count::bigint FROM tenants WHERE id = {tenant}")), live);
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM chom_tenant_stats({tenant}) WHERE cached_at = localtimestamp(0)")),
+            1,
+            "the recount is stamped with this transaction's time"
+        );
+        // stored when the transaction commits (tests/integration.rs), meanwhile seen as exact by chom's reads
+        assert_eq!(count(&format!("SELECT cached_sites_count::bigint FROM tenants WHERE id = {tenant}")), 999);
+        assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
+        // the transaction's own writes count, on top of the recount
+        Spi::run(&format!("INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), {tenant}, 'own.test')")).unwrap();
+        assert_eq!(count(&format!("SELECT sites_count::bigint FROM chom_tenant_stats({tenant})")), live + 1);
         assert_eq!(count("SELECT count(*) FROM chom_tenant_stats('00000000-0000-0000-0000-00000000dead')"), 0);
         assert_eq!(count("SELECT count(*) FROM chom_tenant_stats(NULL)"), 0);
     }

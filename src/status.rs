@@ -1,5 +1,6 @@
 //! chom_status(): every object chom manages and the state it is in.
 
+use crate::queries::{self, Query};
 use crate::catalog::{self, Named};
 use crate::target::{self, CACHED_COLUMNS};
 use pgrx::prelude::*;
@@ -135,7 +136,7 @@ pub fn chom_index_usage() -> TableIterator<
     ),
 > {
     let target = target::require_installed();
-    let rows = crate::db::rows(&crate::queries::sql(&target, "index_usage", ""), &[], |row| {
+    let rows = crate::db::rows(&queries::sql(&target, Query::IndexUsage), &[], |row| {
         (
             row.get(1).unwrap_or_default(),
             row.get(2).unwrap_or_default(),

@@ -35,7 +35,7 @@ pub const CACHED_COLUMNS: &[(&str, &str, &[&str])] = &[
 ];
 
 /// CHOM's schema, resolved, with chom's own schema for its tables.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     pub schema: String,
     pub extension_schema: String,
@@ -45,6 +45,22 @@ impl Target {
     /// `"schema"."table"` for one of CHOM's tables.
     pub fn table(&self, name: &str) -> String {
         format!("{}.{}", quote_identifier(&self.schema), quote_identifier(name))
+    }
+
+    /// Whether CHOM's three tables and chom_vps_load still exist (catalogue cache look-ups, no query): a
+    /// transaction may drop them after writing sites, and its commit then has nothing to maintain.
+    pub fn tables_exist(&self) -> bool {
+        let relation_exists = |schema: &str, name: &std::ffi::CStr| {
+            let Ok(schema) = std::ffi::CString::new(schema) else { return false };
+            // SAFETY: catalogue look-ups by name; a missing schema or relation gives InvalidOid.
+            unsafe {
+                let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+                namespace != pg_sys::InvalidOid
+                    && pg_sys::get_relname_relid(name.as_ptr(), namespace) != pg_sys::InvalidOid
+            }
+        };
+        [c"tenants", c"sites", c"vps_servers"].into_iter().all(|table| relation_exists(&self.schema, table))
+            && relation_exists(&self.extension_schema, c"chom_vps_load")
     }
 
     /// Substitutes `{tenants}`, `{sites}`, `{vps_servers}` and `{chom}` (chom's schema) in a SQL template.

@@ -36,18 +36,23 @@ pub fn sqlstate(statement: &str) -> Option<String> {
     Spi::get_one_with_args::<String>("SELECT pg_temp.sqlstate_of($1)", &[statement.into()]).expect("helper runs")
 }
 
-/// An independent recount, compared with the cached columns: the number of tenants that differ.
+/// Tenants whose aggregates as chom reports them to this transaction (chom_tenant_stats(): the cached columns
+/// with the transaction's pending changes) differ from an independent recount. Each pg_test is one
+/// transaction that never commits, so this is what can be checked here; tests/ checks the columns after
+/// commit.
 pub fn drifted_tenants() -> i64 {
     count(
-        "SELECT count(*) FROM tenants t CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(s.storage_used_mb), 0) AS mb \
+        "SELECT count(*) FROM tenants t CROSS JOIN LATERAL chom_tenant_stats(t.id) chom \
+         CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(s.storage_used_mb), 0) AS mb \
          FROM sites s WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) live \
-         WHERE (t.cached_sites_count, t.cached_storage_mb) IS DISTINCT FROM (live.n, live.mb)",
+         WHERE (chom.sites_count, chom.storage_mb) IS DISTINCT FROM (live.n, live.mb)",
     )
 }
 
+/// The same for the per-VPS loads (chom_vps_load()); a VPS missing from it counts as drifted.
 pub fn drifted_vps() -> i64 {
     count(
-        "SELECT count(*) FROM vps_servers v LEFT JOIN chom_vps_load l ON l.vps_id = v.id \
+        "SELECT count(*) FROM vps_servers v LEFT JOIN chom_vps_load() l ON l.vps_id = v.id \
          WHERE l.live_sites IS DISTINCT FROM (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)",
     )
 }

@@ -460,3 +460,40 @@ fn install_and_uninstall_cycles_with_writers_running_lose_nothing() {
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(drifted_vps(&mut db), 0);
 }
+
+/// (all, HOT) row updates of tenants so far (the statistics of committed transactions).
+fn tenant_updates(db: &mut Client) -> (i64, i64) {
+    db.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
+    let row = db.query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tenants'", &[]).unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn counter_updates_of_many_tenants_on_one_page_are_hot() {
+    let server = Server::start();
+    let mut db = server.create_database("hot");
+    db.batch_execute(common::CHOM_SCHEMA).unwrap();
+    db.batch_execute(common::SMALL_DATA).unwrap();
+    db.batch_execute("INSERT INTO tenants (id, organization_id, name, slug) SELECT gen_random_uuid(), '00000000-0000-0000-0000-0000000000a1', 'Tenant ' || i, 'bulk' || i FROM generate_series(1, 2000) i").unwrap();
+    install(&mut db);
+    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=70}'"), 1);
+    // the statistics of a committed transaction reach pg_stat_user_tables when the backend reports them
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (all_before, hot_before) = tenant_updates(&mut db);
+    // one new site for every fourth tenant row: a quarter of the rows of every page change in one commit
+    db.batch_execute("INSERT INTO sites (id, tenant_id, domain) SELECT gen_random_uuid(), id, 'hot-' || slug || '.test' FROM (SELECT id, slug, row_number() OVER (ORDER BY ctid) AS n FROM tenants) t WHERE n % 4 = 0").unwrap();
+    let mut changed = (0, 0);
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (all, hot) = tenant_updates(&mut db);
+        changed = (all - all_before, hot - hot_before);
+        if changed.0 >= 501 {
+            break;
+        }
+    }
+    let (all, hot) = changed;
+    assert_eq!(all, 501, "one counter update per tenant that got a site");
+    assert!(hot * 10 >= all * 9, "{hot} of {all} tenant updates were HOT");
+    assert_eq!(drifted_tenants(&mut db), 0);
+    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_status() WHERE kind = 'storage' AND state = 'installed' AND detail LIKE 'fillfactor 70%'"), 1);
+}

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const CHOM_SCHEMA: &str = include_str!("../fixtures/chom_schema.sql");
 pub const DATASET: &str = include_str!("../fixtures/dataset.sql");
+pub const SMALL_DATA: &str = include_str!("../fixtures/small_data.sql");
 
 pub struct Server {
     pub bindir: PathBuf,

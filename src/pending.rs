@@ -1,0 +1,437 @@
+//! The transaction's pending changes: what its statements did to the tenant aggregates and the per-VPS loads,
+//! held in backend memory until commit.
+//!
+//! The statement triggers fold each statement's net change into the frame of the current (sub)transaction;
+//! `RELEASE` merges a frame into its parent, `ROLLBACK TO SAVEPOINT` (or a failed PL/pgSQL block) drops it.
+//! At pre-commit (and pre-prepare, for two-phase commit) the frames are folded into one [`Changes`] and
+//! applied once, in one lock order (tenants by id, then VPS rows by id, see [`crate::aggregates`]): row locks
+//! on `tenants` and `chom_vps_load` are held only while the transaction commits, so no two transactions can
+//! deadlock on chom's account, whatever order they write sites in.
+//!
+//! chom's read functions overlay the folded changes on the stored values, so a transaction sees its own
+//! writes through them (read-your-writes); the raw columns change at commit, for everybody at once.
+
+use crate::target::Target;
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgSqlErrorCode, Uuid};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A uuid as Postgres stores it; BTreeMaps keyed by it iterate in Postgres' uuid order (bytewise), the lock
+/// order.
+pub type UuidBytes = [u8; 16];
+
+/// A net change to the aggregates: per tenant (live sites, storage MB), per VPS (live sites), and the
+/// wholesale events that restart counts from zero.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// `TRUNCATE sites` ran: every tenant's and VPS's count restarts from zero (deltas before it are void).
+    pub sites_truncated: bool,
+    /// `TRUNCATE vps_servers` ran: chom_vps_load restarts empty; the VPSes inserted since are in `vps_touched`.
+    pub vps_truncated: bool,
+    pub tenants: BTreeMap<UuidBytes, (i64, i128)>,
+    pub vps: BTreeMap<UuidBytes, i64>,
+    /// VPSes inserted, updated or deleted: their copy of the pick's attributes is refreshed at commit.
+    pub vps_touched: BTreeSet<UuidBytes>,
+    /// Tenants recounted from scratch at commit (a stale chom_tenant_stats() read, a recount beside pending
+    /// deltas); a recount supersedes their deltas.
+    pub tenant_recounts: BTreeSet<UuidBytes>,
+    /// VPSes recounted from scratch at commit, likewise.
+    pub vps_recounts: BTreeSet<UuidBytes>,
+}
+
+impl Changes {
+    /// Counts a live site row in (`sign` 1) or out (`sign` -1).
+    pub fn add_site(&mut self, tenant: UuidBytes, vps: Option<UuidBytes>, storage_mb: i64, sign: i64) {
+        let entry = self.tenants.entry(tenant).or_default();
+        entry.0 += sign;
+        entry.1 += i128::from(sign) * i128::from(storage_mb);
+        if let Some(vps) = vps {
+            *self.vps.entry(vps).or_default() += sign;
+        }
+    }
+
+    pub fn truncate_sites(&mut self) {
+        self.tenants.clear();
+        self.vps.clear();
+        self.sites_truncated = true;
+    }
+
+    pub fn truncate_vps(&mut self) {
+        self.vps.clear();
+        self.vps_touched.clear();
+        self.vps_recounts.clear();
+        self.vps_truncated = true;
+    }
+
+    /// Appends the changes of a later (or inner, committed) part of the transaction.
+    pub fn merge(&mut self, later: Changes) {
+        if later.sites_truncated {
+            self.truncate_sites();
+        }
+        if later.vps_truncated {
+            self.truncate_vps();
+        }
+        for (id, (sites, storage)) in later.tenants {
+            let entry = self.tenants.entry(id).or_default();
+            entry.0 += sites;
+            entry.1 += storage;
+        }
+        for (id, sites) in later.vps {
+            *self.vps.entry(id).or_default() += sites;
+        }
+        self.vps_touched.extend(later.vps_touched);
+        self.tenant_recounts.extend(later.tenant_recounts);
+        self.vps_recounts.extend(later.vps_recounts);
+    }
+
+    /// Drops the ids whose changes cancelled out (an update of an unrelated column, a move and back).
+    pub fn retain_changes(&mut self) {
+        self.tenants.retain(|_, (sites, storage)| *sites != 0 || *storage != 0);
+        self.vps.retain(|_, sites| *sites != 0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+
+    /// Whether anything here changes what chom_vps_load will hold at commit.
+    pub fn touches_vps(&self) -> bool {
+        self.sites_truncated
+            || self.vps_truncated
+            || !self.vps.is_empty()
+            || !self.vps_touched.is_empty()
+            || !self.vps_recounts.is_empty()
+    }
+
+    /// The tenant's (sites, storage) change, or None when it is recounted at commit (its stored value will be
+    /// replaced by a recount, which already sees this transaction's rows).
+    pub fn tenant_delta(&self, tenant: &UuidBytes) -> Option<(i64, i128)> {
+        (!self.tenant_recounts.contains(tenant)).then(|| self.tenants.get(tenant).copied().unwrap_or_default())
+    }
+}
+
+/// What the read queries lay over the stored values of tenants (see sql/queries.sql): pending ids with their
+/// changes, whether the stored values restart from zero, the ids recounted at commit.
+pub struct TenantOverlay {
+    pub ids: Vec<Uuid>,
+    pub sites: Vec<i64>,
+    pub storage: Vec<i64>,
+    pub zero: bool,
+    pub recounted: Vec<Uuid>,
+}
+
+/// The same for chom_vps_load, with the VPSes whose row is refreshed from vps_servers at commit.
+pub struct VpsOverlay {
+    pub ids: Vec<Uuid>,
+    pub sites: Vec<i64>,
+    pub zero: bool,
+    pub refreshed: Vec<Uuid>,
+    pub all_refreshed: bool,
+    pub recounted: Vec<Uuid>,
+}
+
+fn uuids<'a>(ids: impl Iterator<Item = &'a UuidBytes>) -> Vec<Uuid> {
+    ids.map(|id| Uuid::from_bytes(*id)).collect()
+}
+
+impl Changes {
+    pub fn tenant_overlay(&self) -> TenantOverlay {
+        let deltas = self.tenants.iter().filter(|(id, _)| !self.tenant_recounts.contains(*id));
+        let (ids, (sites, storage)): (Vec<Uuid>, (Vec<i64>, Vec<i64>)) = deltas
+            .map(|(id, (sites, storage))| {
+                let storage = i64::try_from(*storage).unwrap_or_else(|_| {
+                    crate::errors::raise(
+                        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                        "chom: this transaction changes a tenant's storage by more than bigint can hold",
+                        None,
+                    )
+                });
+                (Uuid::from_bytes(*id), (*sites, storage))
+            })
+            .unzip();
+        TenantOverlay { ids, sites, storage, zero: self.sites_truncated, recounted: uuids(self.tenant_recounts.iter()) }
+    }
+
+    pub fn vps_overlay(&self) -> VpsOverlay {
+        let deltas = self.vps.iter().filter(|(id, _)| !self.vps_recounts.contains(*id));
+        let (ids, sites): (Vec<Uuid>, Vec<i64>) = deltas.map(|(id, sites)| (Uuid::from_bytes(*id), *sites)).unzip();
+        VpsOverlay {
+            ids,
+            sites,
+            zero: self.sites_truncated || self.vps_truncated,
+            refreshed: uuids(self.vps_touched.iter()),
+            all_refreshed: self.vps_truncated,
+            recounted: uuids(self.vps_recounts.iter()),
+        }
+    }
+}
+
+/// One open (sub)transaction's part of the changes.
+struct Frame {
+    subtransaction: pg_sys::SubTransactionId,
+    changes: Changes,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Where the changes apply (one chom installation per database).
+    target: Option<Target>,
+    /// Innermost last; only (sub)transactions that recorded something have a frame.
+    frames: Vec<Frame>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+}
+
+fn current_subtransaction() -> pg_sys::SubTransactionId {
+    // SAFETY: reads backend-local transaction state.
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
+}
+
+/// Records changes in the current (sub)transaction's frame.
+pub fn record(target: &Target, record: impl FnOnce(&mut Changes)) {
+    let subtransaction = current_subtransaction();
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        match &pending.target {
+            Some(existing) if existing != target => crate::errors::raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "chom: one transaction writes CHOM's tables in two schemas ({} and {})",
+                    existing.schema, target.schema
+                ),
+                Some("chom maintains one installation per database; see chom_status()."),
+            ),
+            Some(_) => {}
+            None => pending.target = Some(target.clone()),
+        }
+        if pending.frames.last().is_none_or(|frame| frame.subtransaction != subtransaction) {
+            pending.frames.push(Frame { subtransaction, changes: Changes::default() });
+        }
+        let frame = pending.frames.last_mut().expect("a frame was just ensured");
+        record(&mut frame.changes);
+    });
+}
+
+/// This transaction's changes so far, folded (empty when it has none).
+pub fn folded() -> Changes {
+    PENDING.with(|pending| {
+        let pending = pending.borrow();
+        let mut all = Changes::default();
+        for frame in &pending.frames {
+            all.merge(frame.changes.clone());
+        }
+        all.retain_changes();
+        all
+    })
+}
+
+/// Takes the whole transaction's changes out, folded, with their target; None when there are none.
+fn take() -> Option<(Target, Changes)> {
+    let Pending { target, frames } = PENDING.with(|pending| pending.take());
+    let target = target?;
+    let mut all = Changes::default();
+    for frame in frames {
+        all.merge(frame.changes);
+    }
+    all.retain_changes();
+    (!all.is_empty()).then_some((target, all))
+}
+
+/// After `ids` were recounted from scratch in this transaction, mid-way: the recount saw the transaction's
+/// own rows, so their pending deltas must not be added on top, and a TRUNCATE pending in it must not zero them
+/// at commit. They are recounted again at commit, which both rules respect.
+pub fn recounted(target: &Target, tenants: &[Uuid], vps: &[Uuid]) {
+    if folded().is_empty() {
+        return;
+    }
+    record(target, |changes| {
+        changes.tenant_recounts.extend(tenants.iter().map(|id| *id.as_bytes()));
+        changes.vps_recounts.extend(vps.iter().map(|id| *id.as_bytes()));
+    });
+}
+
+/// Forgets the transaction's changes (chom_uninstall() removes what they would apply to).
+pub fn discard() {
+    PENDING.with(|pending| pending.take());
+}
+
+fn end_subtransaction(subtransaction: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionId, committed: bool) {
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        while pending.frames.last().is_some_and(|frame| frame.subtransaction >= subtransaction) {
+            let frame = pending.frames.pop().expect("checked above");
+            if !committed {
+                continue;
+            }
+            match pending.frames.last_mut() {
+                Some(outer) if outer.subtransaction == parent => outer.changes.merge(frame.changes),
+                _ => pending.frames.push(Frame { subtransaction: parent, changes: frame.changes }),
+            }
+            break;
+        }
+    });
+}
+
+thread_local! {
+    /// The changes being applied by the current commit, handed to chom_apply_pending().
+    static APPLYING: RefCell<Option<(Target, Changes)>> = const { RefCell::new(None) };
+}
+
+/// Applies the transaction's changes through chom_apply_pending(), a SECURITY DEFINER function of chom's
+/// schema: it runs as chom's owner with its pinned search_path, whoever commits. Called at pre-commit and
+/// pre-prepare; an error here fails the COMMIT and rolls the whole transaction back.
+fn apply_at_commit() {
+    // The statements that apply the changes could, through the application's own triggers on tenants, write
+    // sites again: apply until nothing is left, a bounded number of rounds.
+    for _ in 0..8 {
+        let Some((target, changes)) = take() else { return };
+        let Some(function) = apply_function(&target) else {
+            // chom (or its schema) was dropped in this very transaction: nothing is left to maintain
+            return;
+        };
+        APPLYING.with(|applying| *applying.borrow_mut() = Some((target, changes)));
+        // SAFETY: a function of chom's, taking no arguments; fmgr switches to its owner and settings. At commit
+        // no statement is running, so there is no active snapshot for SPI: one is pushed (each of chom's
+        // statements then takes a fresh one of its own, as in any READ COMMITTED statement).
+        unsafe {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
+            pg_sys::PopActiveSnapshot();
+        }
+        APPLYING.with(|applying| applying.borrow_mut().take());
+    }
+    crate::errors::raise(
+        PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
+        "chom: applying the transaction's changes kept producing new ones",
+        Some("A trigger on tenants or chom_vps_load writes sites; chom cannot settle its aggregates."),
+    )
+}
+
+/// The oid of `chom_apply_pending()` in chom's schema, None when it no longer exists.
+fn apply_function(target: &Target) -> Option<pg_sys::Oid> {
+    let schema = std::ffi::CString::new(target.extension_schema.as_str()).ok()?;
+    // SAFETY: catalogue look-ups by name; a missing schema or function gives InvalidOid.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let no_arguments = pg_sys::buildoidvector(std::ptr::null(), 0);
+        let function = pg_sys::GetSysCacheOid(
+            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as i32,
+            pg_sys::Anum_pg_proc_oid as i16,
+            pg_sys::Datum::from(c"chom_apply_pending".as_ptr()),
+            pg_sys::Datum::from(no_arguments),
+            pg_sys::Datum::from(namespace),
+            pg_sys::Datum::from(0),
+        );
+        (function != pg_sys::InvalidOid).then_some(function)
+    }
+}
+
+/// Applies the committing transaction's pending changes to the aggregates. Called by chom itself at commit
+/// (as chom's owner); an error for anyone else.
+#[pg_extern(volatile, parallel_unsafe)]
+fn chom_apply_pending() {
+    let Some((target, changes)) = APPLYING.with(|applying| applying.borrow_mut().take()) else {
+        crate::errors::raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "chom_apply_pending() is called by chom at commit only",
+            Some("chom applies each transaction's changes when it commits; there is nothing to call."),
+        )
+    };
+    crate::aggregates::apply(&target, &changes);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_transaction_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => apply_at_commit(),
+        pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT => {}
+        _ => {
+            discard();
+            APPLYING.with(|applying| applying.borrow_mut().take());
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subtransaction_event(
+    event: pg_sys::SubXactEvent::Type,
+    subtransaction: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => end_subtransaction(subtransaction, parent, true),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => end_subtransaction(subtransaction, parent, false),
+        _ => {}
+    }
+}
+
+/// Registers the transaction callbacks; called once from _PG_init.
+pub fn register_callbacks() {
+    // SAFETY: static functions registered as Postgres expects from _PG_init.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_transaction_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subtransaction_event), std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::Changes;
+
+    fn id(first: u8) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[0] = first;
+        id
+    }
+
+    #[test]
+    fn a_move_between_tenants_nets_out_per_tenant() {
+        let mut changes = Changes::default();
+        changes.add_site(id(1), Some(id(9)), 100, -1);
+        changes.add_site(id(2), Some(id(9)), 100, 1);
+        changes.retain_changes();
+        assert_eq!(changes.tenants[&id(1)], (-1, -100));
+        assert_eq!(changes.tenants[&id(2)], (1, 100));
+        assert!(changes.vps.is_empty(), "same VPS before and after: no VPS change");
+    }
+
+    #[test]
+    fn ids_come_out_in_uuid_order() {
+        let mut changes = Changes::default();
+        for first in [7u8, 1, 200, 3] {
+            changes.add_site(id(first), None, 1, 1);
+        }
+        let firsts: Vec<u8> = changes.tenants.keys().map(|k| k[0]).collect();
+        assert_eq!(firsts, vec![1, 3, 7, 200]);
+    }
+
+    #[test]
+    fn a_truncate_voids_what_came_before_it_but_not_after() {
+        let mut before = Changes::default();
+        before.add_site(id(1), Some(id(9)), 10, 1);
+        let mut truncate = Changes::default();
+        truncate.truncate_sites();
+        truncate.add_site(id(2), Some(id(8)), 5, 1);
+        before.merge(truncate);
+        assert!(before.sites_truncated);
+        assert_eq!(before.tenants.keys().copied().collect::<Vec<_>>(), vec![id(2)]);
+        assert_eq!(before.vps.keys().copied().collect::<Vec<_>>(), vec![id(8)]);
+    }
+
+    #[test]
+    fn a_recount_supersedes_the_tenant_delta() {
+        let mut changes = Changes::default();
+        changes.add_site(id(1), None, 10, 1);
+        assert_eq!(changes.tenant_delta(&id(1)), Some((1, 10)));
+        changes.tenant_recounts.insert(id(1));
+        assert_eq!(changes.tenant_delta(&id(1)), None);
+        assert_eq!(changes.tenant_delta(&id(2)), Some((0, 0)));
+    }
+}
