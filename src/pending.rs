@@ -13,7 +13,8 @@
 
 use crate::target::Target;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode, Uuid};
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, PgTryBuilder, Uuid};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -296,11 +297,16 @@ fn apply_at_commit() {
         // SAFETY: a function of chom's, taking no arguments; fmgr switches to its owner and settings. At commit
         // no statement is running, so there is no active snapshot for SPI: one is pushed (each of chom's
         // statements then takes a fresh one of its own, as in any READ COMMITTED statement).
-        unsafe {
+        PgTryBuilder::new(|| unsafe {
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
             pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
             pg_sys::PopActiveSnapshot();
-        }
+        })
+        .catch_others(|caught| match caught {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => failed_at_commit(&report),
+            panic => panic.rethrow(),
+        })
+        .execute();
         APPLYING.with(|applying| applying.borrow_mut().take());
     }
     crate::errors::raise(
@@ -308,6 +314,24 @@ fn apply_at_commit() {
         "chom: applying the transaction's changes kept producing new ones",
         Some("A trigger on tenants or chom_vps_load writes sites; chom cannot settle its aggregates."),
     )
+}
+
+/// Raises again, with its SQLSTATE, message and hint, an error that stopped the changes from being applied,
+/// with a DETAIL saying that it was chom's step of the COMMIT and that nothing of the transaction was kept.
+fn failed_at_commit(report: &ErrorReportWithLevel) -> ! {
+    let mut detail = String::from(
+        "chom was applying this transaction's changes to the cached aggregates at commit: the COMMIT failed and \
+         the whole transaction was rolled back.",
+    );
+    if let Some(original) = report.detail() {
+        detail = format!("{original} {detail}");
+    }
+    let mut error = ErrorReport::new(report.sql_error_code(), report.message().to_string(), "chom").set_detail(detail);
+    if let Some(hint) = report.hint() {
+        error = error.set_hint(hint.to_string());
+    }
+    error.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
 }
 
 /// The oid of `chom_apply_pending()` in chom's schema, None when it no longer exists.

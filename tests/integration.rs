@@ -113,7 +113,7 @@ fn online_install_builds_indexes_concurrently_and_chom_adopts_them() {
 
 /// A random write of one of the kinds the triggers must cover.
 fn random_statement(rng: &mut StdRng) -> String {
-    let tenant = || format!("md5('tenant{}')::uuid", 1 + rand::random::<u32>() % 12);
+    let tenant = |rng: &mut StdRng| format!("md5('tenant{}')::uuid", 1 + rng.gen_range(0..12));
     let vps = |rng: &mut StdRng| {
         if rng.gen_bool(0.1) { "NULL".to_string() } else { format!("md5('vps{}')::uuid", 1 + rng.gen_range(0..30)) }
     };
@@ -121,41 +121,41 @@ fn random_statement(rng: &mut StdRng) -> String {
     match rng.gen_range(0..14) {
         0 => format!(
             "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES (gen_random_uuid(), {}, {}, 'r' || gen_random_uuid() || '.test', {})",
-            tenant(), vps(rng), rng.gen_range(0..10_000)
+            tenant(rng), vps(rng), rng.gen_range(0..10_000)
         ),
         1 => format!(
             "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb, deleted_at) SELECT gen_random_uuid(), {}, {}, 'm' || gen_random_uuid() || '.test', g, CASE WHEN g % 3 = 0 THEN now() END FROM generate_series(1, {}) g",
-            tenant(), vps(rng), rng.gen_range(1..40)
+            tenant(rng), vps(rng), rng.gen_range(1..40)
         ),
-        2 => format!("UPDATE sites SET storage_used_mb = storage_used_mb + {} WHERE tenant_id = {}", rng.gen_range(-50..500), tenant()),
+        2 => format!("UPDATE sites SET storage_used_mb = storage_used_mb + {} WHERE tenant_id = {}", rng.gen_range(-50..500), tenant(rng)),
         3 => format!("UPDATE sites SET deleted_at = now() WHERE id = {}", site(rng)),
-        4 => format!("UPDATE sites SET deleted_at = NULL WHERE id IN (SELECT id FROM sites WHERE deleted_at IS NOT NULL AND tenant_id = {} LIMIT 3)", tenant()),
-        5 => format!("UPDATE sites SET tenant_id = {}, vps_id = {} WHERE id = {}", tenant(), vps(rng), site(rng)),
+        4 => format!("UPDATE sites SET deleted_at = NULL WHERE id IN (SELECT id FROM sites WHERE deleted_at IS NOT NULL AND tenant_id = {} LIMIT 3)", tenant(rng)),
+        5 => format!("UPDATE sites SET tenant_id = {}, vps_id = {} WHERE id = {}", tenant(rng), vps(rng), site(rng)),
         6 => format!(
             "UPDATE sites s SET tenant_id = {}, storage_used_mb = s.storage_used_mb + 1, deleted_at = CASE WHEN s.deleted_at IS NULL THEN now() END FROM (SELECT id FROM sites WHERE tenant_id = {} LIMIT 5) m WHERE s.id = m.id",
-            tenant(), tenant()
+            tenant(rng), tenant(rng)
         ),
         7 => format!("DELETE FROM sites WHERE id = {}", site(rng)),
-        8 => format!("DELETE FROM sites WHERE id IN (SELECT id FROM sites WHERE tenant_id = {} AND deleted_at IS NOT NULL LIMIT 2)", tenant()),
+        8 => format!("DELETE FROM sites WHERE id IN (SELECT id FROM sites WHERE tenant_id = {} AND deleted_at IS NOT NULL LIMIT 2)", tenant(rng)),
         9 => format!(
             "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) SELECT id, tenant_id, vps_id, domain, 1 FROM sites WHERE tenant_id = {} LIMIT 3 \
              ON CONFLICT (id) DO UPDATE SET storage_used_mb = sites.storage_used_mb + 11, deleted_at = NULL",
-            tenant()
+            tenant(rng)
         ),
         10 => format!(
             "MERGE INTO sites s USING (SELECT id FROM sites WHERE tenant_id = {} LIMIT 4) m ON s.id = m.id \
              WHEN MATCHED AND s.deleted_at IS NULL THEN UPDATE SET storage_used_mb = 3 WHEN MATCHED THEN DELETE",
-            tenant()
+            tenant(rng)
         ),
         11 => format!(
             "WITH gone AS (DELETE FROM sites WHERE id = {} RETURNING tenant_id) UPDATE sites SET storage_used_mb = storage_used_mb + 2 WHERE tenant_id IN (SELECT tenant_id FROM gone)",
             site(rng)
         ),
-        12 => format!("UPDATE sites SET vps_id = {} WHERE tenant_id = {} AND vps_id IS NOT NULL", vps(rng), tenant()),
+        12 => format!("UPDATE sites SET vps_id = {} WHERE tenant_id = {} AND vps_id IS NOT NULL", vps(rng), tenant(rng)),
         _ => format!(
             "BEGIN; INSERT INTO sites (id, tenant_id, vps_id, domain) VALUES (gen_random_uuid(), {}, {}, 'sp' || gen_random_uuid()); SAVEPOINT a; \
              UPDATE sites SET deleted_at = now() WHERE tenant_id = {}; ROLLBACK TO SAVEPOINT a; COMMIT",
-            tenant(), vps(rng), tenant()
+            tenant(rng), vps(rng), tenant(rng)
         ),
     }
 }
