@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on Postgres 15, 16, 17 and 18 (or those named in CHOM_PG_VERSIONS, e.g. "15 18"):
-# for each build, the #[pg_test]s (cargo pgrx test); on 15 and 18 the upgrade test (the previous release built
-# from its commit and used, then this version installed over it and ALTER EXTENSION chom UPDATE); then chom
+# for each build, the #[pg_test]s (cargo pgrx test); on 15 and 18 the upgrade test from every release of
+# scripts/releases (each built from its commit and used, then this version installed over it and ALTER
+# EXTENSION chom UPDATE); then chom
 # installed into that build, the integration tests in tests/ over real connections against servers they start
 # themselves, and the isolation specs (pg_isolation_regress) of tests/isolation.
 set -euo pipefail
@@ -22,19 +23,21 @@ for v in $versions; do
     || { echo "pg_test failed on Postgres $v: see /tmp/chom-test-pg$v.log"; tail -80 "/tmp/chom-test-pg$v.log"; exit 1; }
   upgrade_from=""
   if [[ " ${CHOM_UPGRADE_VERSIONS:-15 18} " == *" $v "* ]]; then
-    upgrade_from=$(awk 'NF && !/^#/ { v = $1 } END { print v }' scripts/releases)
-    echo "=== Postgres $v: upgrade test from $upgrade_from, before (the release installed)"
-    bash scripts/install-release.sh "$upgrade_from" "$pg_config" "$v"
-    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$upgrade_from" CHOM_UPGRADE_PHASE=before \
-      cargo test --features integration --test upgrade
+    upgrade_from=$(awk 'NF && !/^#/ { print $1 }' scripts/releases)
+    for release in $upgrade_from; do
+      echo "=== Postgres $v: upgrade test from $release, before (the release installed)"
+      bash scripts/install-release.sh "$release" "$pg_config" "$v"
+      CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$release" CHOM_UPGRADE_PHASE=before \
+        cargo test --features integration --test upgrade
+    done
   fi
   cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
     || { cat /tmp/chom-install-pg$v.log; exit 1; }
-  if [ -n "$upgrade_from" ]; then
-    echo "=== Postgres $v: upgrade test, after (this version installed over it)"
-    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$upgrade_from" CHOM_UPGRADE_PHASE=after \
+  for release in $upgrade_from; do
+    echo "=== Postgres $v: upgrade test from $release, after (this version installed over it)"
+    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$release" CHOM_UPGRADE_PHASE=after \
       cargo test --features integration --test upgrade
-  fi
+  done
   echo "=== Postgres $v: integration tests"
   CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions -- --test-threads 2
   echo "=== Postgres $v: isolation specs"

@@ -40,9 +40,13 @@ fn extension_objects(db: &mut Client) -> Vec<String> {
     .collect()
 }
 
-/// Where the upgraded cluster lives between the two phases.
+/// Where the upgraded cluster lives between the two phases (one per release upgraded from).
 fn cluster_dir() -> String {
-    format!("/tmp/chom-upgrade-{}", std::env::var("CHOM_PG_CONFIG").unwrap_or_default().replace('/', "_"))
+    format!(
+        "/tmp/chom-upgrade-{}-{}",
+        std::env::var("CHOM_UPGRADE_FROM").unwrap_or_default(),
+        std::env::var("CHOM_PG_CONFIG").unwrap_or_default().replace('/', "_")
+    )
 }
 
 /// Phase "before" runs with the previous release installed: a database is created with it and used. Phase
