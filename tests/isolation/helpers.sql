@@ -27,10 +27,12 @@ SELECT v.hostname,
 CREATE VIEW iso_all_exact AS
 SELECT (SELECT bool_and(exact) FROM iso_tenants) AND (SELECT bool_and(exact) FROM iso_vps) AS all_exact;
 
--- Puts the base data back: TRUNCATE (chom's truncate trigger zeroes every aggregate, which also wipes any drift
--- a previous permutation left), then the base sites again through chom's insert trigger. Every spec's setup
+-- Puts the base data back: TRUNCATE (at commit chom zeroes every aggregate, which also wipes any drift a
+-- previous permutation left), then the base sites again through chom's insert trigger. Every spec's setup
 -- calls it, so each permutation starts from the same state. The TRUNCATE's cascade NOTICE is not wanted in the
--- expected output.
+-- expected output. chom applies a transaction's changes when it commits, so a spec that makes drift behind
+-- chom's back must do so in a setup block of its own, after the one calling iso_reset(): made in the same
+-- transaction, the drift would be wiped by the TRUNCATE's zeroing at commit.
 CREATE PROCEDURE iso_reset()
 LANGUAGE sql
 SET client_min_messages = warning
