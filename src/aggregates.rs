@@ -246,7 +246,12 @@ fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
     let recount: BTreeSet<UuidBytes> =
         deltas.keys().filter(|id| !updated.contains(*id)).chain(recounts.iter()).copied().collect();
     if !recount.is_empty() {
-        execute(client, &queries::sql(target, Query::RecountVps), &[UUID_ARRAY], &[uuid_array(recount.iter().copied())]);
+        execute(
+            client,
+            &queries::sql(target, Query::RecountVps),
+            &[UUID_ARRAY],
+            &[uuid_array(recount.iter().copied())],
+        );
         execute(client, &queries::sql(target, Query::ForgetGoneVps), &[UUID_ARRAY], &[uuid_array(recount.into_iter())]);
     }
 }
@@ -276,7 +281,8 @@ fn chom_sites_aggregates<'a>(
                     return;
                 }
                 let vps = (!nulls[columns.vps_id]).then(|| uuid_bytes(values[columns.vps_id]));
-                let storage = if nulls[columns.storage_used_mb] { 0 } else { values[columns.storage_used_mb].value() as i64 };
+                let storage =
+                    if nulls[columns.storage_used_mb] { 0 } else { values[columns.storage_used_mb].value() as i64 };
                 statement.add_site(uuid_bytes(values[columns.tenant_id]), vps, storage, sign);
             });
         }
@@ -434,8 +440,12 @@ mod tests {
         // fill it past the others: the pick moves on, counting this transaction's own sites
         Spi::run("INSERT INTO sites (id, tenant_id, vps_id, domain) SELECT gen_random_uuid(), 'a0000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000009', 'fill' || i || '.test' FROM generate_series(1, 40) i").unwrap();
         assert_ne!(pick().as_deref(), Some("b0000000-0000-0000-0000-000000000009"));
-        assert_eq!(count("SELECT live_sites FROM chom_vps_load() WHERE vps_id = 'b0000000-0000-0000-0000-000000000009'"), 40);
-        Spi::run("UPDATE vps_servers SET status = 'maintenance' WHERE id <> 'b0000000-0000-0000-0000-000000000009'").unwrap();
+        assert_eq!(
+            count("SELECT live_sites FROM chom_vps_load() WHERE vps_id = 'b0000000-0000-0000-0000-000000000009'"),
+            40
+        );
+        Spi::run("UPDATE vps_servers SET status = 'maintenance' WHERE id <> 'b0000000-0000-0000-0000-000000000009'")
+            .unwrap();
         assert_eq!(pick().as_deref(), Some("b0000000-0000-0000-0000-000000000009"), "the only active one left");
         assert_eq!(drifted_vps(), 0);
         assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);

@@ -23,7 +23,11 @@ pub struct ManagedIndex {
 pub enum Named {
     Absent,
     /// an index on the managed table; `marked` when it carries [`INDEX_MARKER`]
-    Index { valid: bool, marked: bool, same_keys: bool },
+    Index {
+        valid: bool,
+        marked: bool,
+        same_keys: bool,
+    },
     /// a relation of that name that is not an index on the managed table
     Other,
 }
@@ -116,14 +120,14 @@ impl ManagedIndex {
             chom = quote_identifier(&target.extension_schema)
         );
         crate::db::one(
-                &sql,
-                &[
-                    target.schema.clone().into(),
-                    self.table.clone().into(),
-                    self.name.clone().into(),
-                    self.key_columns.clone().into(),
-                ],
-            )
+            &sql,
+            &[
+                target.schema.clone().into(),
+                self.table.clone().into(),
+                self.name.clone().into(),
+                self.key_columns.clone().into(),
+            ],
+        )
     }
 }
 
@@ -153,14 +157,62 @@ pub struct ManagedTrigger {
 /// The triggers that keep the tenant aggregates, the per-VPS loads and the VPS attributes chom_pick_vps()
 /// filters on exact. One per event: a trigger with transition tables fires for one kind of event only.
 pub const TRIGGERS: &[ManagedTrigger] = &[
-    ManagedTrigger { name: "chom_sites_insert", table: "sites", event: "INSERT", referencing: "REFERENCING NEW TABLE AS chom_new", function: "chom_sites_aggregates" },
-    ManagedTrigger { name: "chom_sites_update", table: "sites", event: "UPDATE", referencing: "REFERENCING OLD TABLE AS chom_old NEW TABLE AS chom_new", function: "chom_sites_aggregates" },
-    ManagedTrigger { name: "chom_sites_delete", table: "sites", event: "DELETE", referencing: "REFERENCING OLD TABLE AS chom_old", function: "chom_sites_aggregates" },
-    ManagedTrigger { name: "chom_sites_truncate", table: "sites", event: "TRUNCATE", referencing: "", function: "chom_sites_aggregates" },
-    ManagedTrigger { name: "chom_vps_insert", table: "vps_servers", event: "INSERT", referencing: "REFERENCING NEW TABLE AS chom_new", function: "chom_vps_registry" },
-    ManagedTrigger { name: "chom_vps_update", table: "vps_servers", event: "UPDATE", referencing: "REFERENCING NEW TABLE AS chom_new", function: "chom_vps_registry" },
-    ManagedTrigger { name: "chom_vps_delete", table: "vps_servers", event: "DELETE", referencing: "REFERENCING OLD TABLE AS chom_old", function: "chom_vps_registry" },
-    ManagedTrigger { name: "chom_vps_truncate", table: "vps_servers", event: "TRUNCATE", referencing: "", function: "chom_vps_registry" },
+    ManagedTrigger {
+        name: "chom_sites_insert",
+        table: "sites",
+        event: "INSERT",
+        referencing: "REFERENCING NEW TABLE AS chom_new",
+        function: "chom_sites_aggregates",
+    },
+    ManagedTrigger {
+        name: "chom_sites_update",
+        table: "sites",
+        event: "UPDATE",
+        referencing: "REFERENCING OLD TABLE AS chom_old NEW TABLE AS chom_new",
+        function: "chom_sites_aggregates",
+    },
+    ManagedTrigger {
+        name: "chom_sites_delete",
+        table: "sites",
+        event: "DELETE",
+        referencing: "REFERENCING OLD TABLE AS chom_old",
+        function: "chom_sites_aggregates",
+    },
+    ManagedTrigger {
+        name: "chom_sites_truncate",
+        table: "sites",
+        event: "TRUNCATE",
+        referencing: "",
+        function: "chom_sites_aggregates",
+    },
+    ManagedTrigger {
+        name: "chom_vps_insert",
+        table: "vps_servers",
+        event: "INSERT",
+        referencing: "REFERENCING NEW TABLE AS chom_new",
+        function: "chom_vps_registry",
+    },
+    ManagedTrigger {
+        name: "chom_vps_update",
+        table: "vps_servers",
+        event: "UPDATE",
+        referencing: "REFERENCING NEW TABLE AS chom_new",
+        function: "chom_vps_registry",
+    },
+    ManagedTrigger {
+        name: "chom_vps_delete",
+        table: "vps_servers",
+        event: "DELETE",
+        referencing: "REFERENCING OLD TABLE AS chom_old",
+        function: "chom_vps_registry",
+    },
+    ManagedTrigger {
+        name: "chom_vps_truncate",
+        table: "vps_servers",
+        event: "TRUNCATE",
+        referencing: "",
+        function: "chom_vps_registry",
+    },
 ];
 
 impl ManagedTrigger {
@@ -179,12 +231,12 @@ impl ManagedTrigger {
     /// `Some(enabled)` when the trigger exists on its table.
     pub fn enabled(&self, target: &Target) -> Option<bool> {
         crate::db::one(
-                "SELECT tg.tgenabled <> 'D' FROM pg_catalog.pg_trigger tg \
+            "SELECT tg.tgenabled <> 'D' FROM pg_catalog.pg_trigger tg \
                  JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relname = $2 AND tg.tgname = $3",
-                &[target.schema.clone().into(), self.table.into(), self.name.into()],
-            )
+            &[target.schema.clone().into(), self.table.into(), self.name.into()],
+        )
     }
 }
 

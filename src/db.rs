@@ -42,8 +42,12 @@ pub fn rows<T>(sql: &str, args: &[DatumWithOid<'_>], mut each: impl FnMut(Row) -
 pub fn required<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, ordinal: usize) -> T {
     match row.get::<T>(ordinal) {
         Ok(Some(value)) => value,
-        Ok(None) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: column {ordinal} of a result is NULL"), None),
-        Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: column {ordinal} of a result: {e}"), None),
+        Ok(None) => {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: column {ordinal} of a result is NULL"), None)
+        }
+        Err(e) => {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("chom: column {ordinal} of a result: {e}"), None)
+        }
     }
 }
 

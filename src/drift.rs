@@ -42,13 +42,16 @@ fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>,
 /// spot-check, over all tenants). Empty when every cached value is exact. Inside a transaction that wrote
 /// sites, its own pending changes count as applied (they are, at commit).
 #[pg_extern(stable, parallel_safe)]
-pub fn chom_cache_drift() -> TableIterator<'static, (
-    name!(tenant_id, Uuid),
-    name!(cached_sites_count, i32),
-    name!(actual_sites_count, i64),
-    name!(cached_storage_mb, i64),
-    name!(actual_storage_mb, i64),
-)> {
+pub fn chom_cache_drift() -> TableIterator<
+    'static,
+    (
+        name!(tenant_id, Uuid),
+        name!(cached_sites_count, i32),
+        name!(actual_sites_count, i64),
+        name!(cached_storage_mb, i64),
+        name!(actual_storage_mb, i64),
+    ),
+> {
     let target = target::require_installed();
     TableIterator::new(tenant_drift(&target, None))
 }
@@ -56,7 +59,9 @@ pub fn chom_cache_drift() -> TableIterator<'static, (
 /// Every VPS whose maintained live-site count (chom_vps_load) differs from a recount; `cached_live_sites` is
 /// NULL when the VPS has no row at all. Empty when every count is exact.
 #[pg_extern(stable, parallel_safe)]
-pub fn chom_vps_drift() -> TableIterator<'static, (name!(vps_id, Uuid), name!(cached_live_sites, Option<i64>), name!(actual_live_sites, i64))> {
+pub fn chom_vps_drift(
+) -> TableIterator<'static, (name!(vps_id, Uuid), name!(cached_live_sites, Option<i64>), name!(actual_live_sites, i64))>
+{
     let target = target::require_installed();
     TableIterator::new(vps_drift(&target, None))
 }
@@ -107,7 +112,10 @@ mod tests {
         Spi::run("UPDATE sites SET storage_used_mb = storage_used_mb + 1 WHERE tenant_id = 'a0000000-0000-0000-0000-000000000002'").unwrap();
         Spi::run("SET LOCAL session_replication_role = origin").unwrap();
         let found: Vec<String> = Spi::connect(|c| {
-            c.select("SELECT tenant_id::text FROM chom_cache_drift() ORDER BY 1", None, &[]).unwrap().map(|r| r.get::<String>(1).unwrap().unwrap()).collect()
+            c.select("SELECT tenant_id::text FROM chom_cache_drift() ORDER BY 1", None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
         });
         assert_eq!(found, vec!["a0000000-0000-0000-0000-000000000001", "a0000000-0000-0000-0000-000000000002"]);
         assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), drifted_vps());

@@ -3,12 +3,11 @@
 //! Lock order (both directions, documented in the README): sites, vps_servers, then tenants. Site writers take
 //! sites before tenants too, so an install waits for them instead of deadlocking with them.
 
-use crate::queries::{self, Query};
 use crate::catalog::{self, ManagedIndex, Named};
+use crate::queries::{self, Query};
 use crate::target::{self, Target, CACHED_COLUMNS};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-
 
 fn run(sql: &str) {
     crate::db::run(sql, &[]);
@@ -37,11 +36,7 @@ fn depends_on_extension(kind: &str, object: &str) {
 }
 
 fn lock_tables(target: &Target) {
-    run(&format!(
-        "LOCK TABLE {}, {} IN SHARE ROW EXCLUSIVE MODE",
-        target.table("sites"),
-        target.table("vps_servers")
-    ));
+    run(&format!("LOCK TABLE {}, {} IN SHARE ROW EXCLUSIVE MODE", target.table("sites"), target.table("vps_servers")));
 }
 
 /// Installs everything chom manages on CHOM's tables, in one transaction: the cached aggregate columns on
@@ -285,7 +280,11 @@ pub fn chom_index_ddl(concurrently: default!(Option<bool>, true)) -> SetOfIterat
         let wanted = match index.named(&target) {
             Named::Absent => index.equivalent(&target).is_none(),
             Named::Index { valid: false, marked: true, .. } => {
-                statements.push(format!("DROP INDEX {}{}", if concurrently { "CONCURRENTLY " } else { "" }, index.qualified(&target)));
+                statements.push(format!(
+                    "DROP INDEX {}{}",
+                    if concurrently { "CONCURRENTLY " } else { "" },
+                    index.qualified(&target)
+                ));
                 true
             }
             _ => false,
@@ -337,7 +336,11 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname LIKE 'cached\\_%' AND NOT attisdropped"), 0);
         assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'sites_tenant_id_status_index'"), 1);
         assert_eq!(count("SELECT count(*) FROM chom_installed"), 0);
-        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions IS NULL"), 1, "fillfactor reset");
+        assert_eq!(
+            count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions IS NULL"),
+            1,
+            "fillfactor reset"
+        );
     }
 
     #[pg_test]
@@ -347,7 +350,10 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM chom_install() WHERE kind = 'storage' AND action = 'kept (90, the table''s own setting)'"), 1);
         assert_eq!(count("SELECT count(*) FROM chom_status() WHERE kind = 'storage' AND state = 'reused'"), 1);
         Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
-        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=90}'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=90}'"),
+            1
+        );
     }
 
     #[pg_test]
@@ -363,7 +369,10 @@ mod tests {
     fn index_ddl_lists_only_missing_indexes() {
         load_schema();
         // 17 of 18: idx_tenants_cached_at needs the column chom_install() adds
-        assert_eq!(count("SELECT count(*) FROM chom_index_ddl() s WHERE s LIKE 'CREATE INDEX CONCURRENTLY IF NOT EXISTS %'"), 17);
+        assert_eq!(
+            count("SELECT count(*) FROM chom_index_ddl() s WHERE s LIKE 'CREATE INDEX CONCURRENTLY IF NOT EXISTS %'"),
+            17
+        );
         assert_eq!(count("SELECT count(*) FROM chom_index_ddl(false) s WHERE s LIKE 'COMMENT ON INDEX %'"), 17);
         Spi::run("SELECT count(*) FROM chom_install()").unwrap();
         assert_eq!(count("SELECT count(*) FROM chom_index_ddl()"), 0);
@@ -375,7 +384,10 @@ mod tests {
     fn indexes_built_from_index_ddl_are_adopted_as_chom_own() {
         load_schema();
         let ddl: Vec<String> = Spi::connect(|c| {
-            c.select("SELECT s FROM chom_index_ddl(false) s", None, &[]).unwrap().map(|r| r.get::<String>(1).unwrap().unwrap()).collect()
+            c.select("SELECT s FROM chom_index_ddl(false) s", None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
         });
         for statement in ddl {
             Spi::run(&statement).unwrap();

@@ -12,8 +12,8 @@
 //! writes through them (read-your-writes); the raw columns change at commit, for everybody at once.
 
 use crate::target::Target;
-use pgrx::prelude::*;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};
+use pgrx::prelude::*;
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, PgTryBuilder, Uuid};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,8 +2,8 @@
 //! attributes in chom_vps_load (one walk along its partial (live_sites, vps_id) index, no join), reserving its
 //! answer without a row lock, and chom_vps_load() lists the loads.
 
-use crate::errors::invalid_argument;
 use crate::db;
+use crate::errors::invalid_argument;
 use crate::pending;
 use crate::plans::types::{INT4, TEXT, TEXT_ARRAY, UUID};
 use crate::queries::{self, Query};
@@ -76,7 +76,11 @@ pub fn chom_pick_vps(
     if changes.touches_vps() {
         // this transaction changed VPS loads or attributes: rank every eligible VPS with its own changes in
         let ranked = ranked_with_overlay(&target, &filters, &changes);
-        return if reserve { ranked.iter().find(|id| try_reserve(id)).or(ranked.first()).copied() } else { ranked.first().copied() };
+        return if reserve {
+            ranked.iter().find(|id| try_reserve(id)).or(ranked.first()).copied()
+        } else {
+            ranked.first().copied()
+        };
     }
     if !reserve {
         return eligible_page(&target, &filters, None, 1).first().map(|(id, _)| *id);
@@ -170,7 +174,9 @@ const RESERVATION_TAG: u16 = 0x6368;
 /// size, region and provider filters), least loaded first: the admin screen's withCount('sites') without
 /// counting. The calling transaction's own uncommitted writes are counted.
 #[pg_extern(stable, parallel_safe)]
-pub fn chom_vps_load() -> TableIterator<'static, (name!(vps_id, Uuid), name!(hostname, String), name!(live_sites, i64), name!(eligible, bool))> {
+pub fn chom_vps_load(
+) -> TableIterator<'static, (name!(vps_id, Uuid), name!(hostname, String), name!(live_sites, i64), name!(eligible, bool))>
+{
     let health = settings::eligible_health();
     let target = target::require_installed();
     let overlay = pending::folded().vps_overlay();

@@ -92,11 +92,8 @@ mod tests {
     #[test]
     fn every_query_has_exactly_one_block_and_every_block_a_query() {
         let names: Vec<&str> = Query::ALL.iter().map(|q| q.name()).collect();
-        let mut declared: Vec<&str> = super::QUERIES_SQL
-            .lines()
-            .filter_map(|line| line.strip_prefix("-- name: "))
-            .map(str::trim)
-            .collect();
+        let mut declared: Vec<&str> =
+            super::QUERIES_SQL.lines().filter_map(|line| line.strip_prefix("-- name: ")).map(str::trim).collect();
         declared.sort_unstable();
         let mut sorted = names.clone();
         sorted.sort_unstable();
@@ -105,7 +102,10 @@ mod tests {
             let statement = &blocks()[name];
             assert!(!statement.is_empty(), "query {name} has no statement");
             assert!(
-                statement.split_whitespace().next().is_some_and(|w| ["SELECT", "WITH", "UPDATE", "INSERT", "DELETE"].contains(&w)),
+                statement
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| ["SELECT", "WITH", "UPDATE", "INSERT", "DELETE"].contains(&w)),
                 "query {name} does not start with a statement: {statement}"
             );
         }

@@ -28,8 +28,12 @@ fn ids_datum(ids: &[Uuid]) -> DatumWithOid<'static> {
 pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
     let rewritten = Spi::connect_mut(|client| {
         crate::plans::execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
-        let result =
-            crate::plans::execute(client, &queries::sql(target, Query::RecountTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
+        let result = crate::plans::execute(
+            client,
+            &queries::sql(target, Query::RecountTenants),
+            &[UUID_ARRAY],
+            &[ids_datum(ids)],
+        );
         result.len() as i64
     });
     pending::recounted(target, ids, &[]);
@@ -44,7 +48,9 @@ pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
 /// read-only transaction or on a hot standby the recount is returned without being stored (`cached_at` then
 /// still says when values were last stored), never an error. An unknown tenant, or NULL, gives no row.
 #[pg_extern(volatile, strict, parallel_unsafe)]
-pub fn chom_tenant_stats(tenant: Uuid) -> TableIterator<'static, (name!(sites_count, i32), name!(storage_mb, i64), name!(cached_at, Option<Timestamp>))> {
+pub fn chom_tenant_stats(
+    tenant: Uuid,
+) -> TableIterator<'static, (name!(sites_count, i32), name!(storage_mb, i64), name!(cached_at, Option<Timestamp>))> {
     let target = target::require_installed();
     let stale_after = crate::settings::STALE_AFTER_SECONDS.get();
     let cached = Spi::connect(|client| {
@@ -180,7 +186,10 @@ mod tests {
         assert_eq!(count(&format!("SELECT cached_sites_count::bigint FROM tenants WHERE id = {tenant}")), 999);
         assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
         // the transaction's own writes count, on top of the recount
-        Spi::run(&format!("INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), {tenant}, 'own.test')")).unwrap();
+        Spi::run(&format!(
+            "INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), {tenant}, 'own.test')"
+        ))
+        .unwrap();
         assert_eq!(count(&format!("SELECT sites_count::bigint FROM chom_tenant_stats({tenant})")), live + 1);
         assert_eq!(count("SELECT count(*) FROM chom_tenant_stats('00000000-0000-0000-0000-00000000dead')"), 0);
         assert_eq!(count("SELECT count(*) FROM chom_tenant_stats(NULL)"), 0);
@@ -193,7 +202,10 @@ mod tests {
         assert_eq!(sqlstate("SELECT chom_refresh_all(0)").as_deref(), Some("22023"));
         assert_eq!(sqlstate("SELECT chom_refresh_all(NULL)").as_deref(), Some("22004"));
         assert_eq!(sqlstate("SELECT chom_refresh_tenant(NULL)").as_deref(), Some("22004"));
-        assert_eq!(sqlstate("SELECT chom_refresh_tenant('00000000-0000-0000-0000-00000000dead')").as_deref(), Some("P0002"));
+        assert_eq!(
+            sqlstate("SELECT chom_refresh_tenant('00000000-0000-0000-0000-00000000dead')").as_deref(),
+            Some("P0002")
+        );
         assert_eq!(sqlstate("SELECT chom_refresh_tenant('a0000000-0000-0000-0000-000000000001')"), None);
     }
 }

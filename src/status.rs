@@ -1,24 +1,26 @@
 //! chom_status(): every object chom manages and the state it is in.
 
-use crate::queries::{self, Query};
 use crate::catalog::{self, Named};
+use crate::queries::{self, Query};
 use crate::target::{self, CACHED_COLUMNS};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-
 
 /// One row per managed object: `kind` (column, storage, index, trigger, table), its `name` and `table_name`,
 /// its `state` — installed, missing, reused (an equivalent index serves; `detail` names it), invalid (e.g. an
 /// INVALID index left by a failed concurrent build), disabled (a trigger someone disabled: aggregates will
 /// drift) — and a `detail` saying what to do. Without CHOM's tables, one row says so.
 #[pg_extern(stable, parallel_safe)]
-pub fn chom_status() -> TableIterator<'static, (
-    name!(kind, String),
-    name!(name, String),
-    name!(table_name, String),
-    name!(state, String),
-    name!(detail, Option<String>),
-)> {
+pub fn chom_status() -> TableIterator<
+    'static,
+    (
+        name!(kind, String),
+        name!(name, String),
+        name!(table_name, String),
+        name!(state, String),
+        name!(detail, Option<String>),
+    ),
+> {
     let Some(target) = target::installed().or_else(target::discover) else {
         return TableIterator::once((
             "schema".into(),
@@ -35,7 +37,9 @@ pub fn chom_status() -> TableIterator<'static, (
         let present = target::column_type(&target, "tenants", column).is_some();
         let (state, detail) = match (present, installed) {
             (true, true) => ("installed", None),
-            (true, false) => ("missing", Some("the column exists but chom does not maintain it: run chom_install()".into())),
+            (true, false) => {
+                ("missing", Some("the column exists but chom does not maintain it: run chom_install()".into()))
+            }
             (false, _) => ("missing", not_installed()),
         };
         rows.push(("column".into(), (*column).into(), "tenants".into(), state.into(), detail));
@@ -50,7 +54,9 @@ pub fn chom_status() -> TableIterator<'static, (
                 Named::Index { valid: true, .. } => ("reused".into(), Some(index.name.clone())),
                 Named::Index { valid: false, .. } => (
                     "invalid".into(),
-                    Some("INVALID index (failed concurrent build): run chom_index_ddl() again or chom_install()".into()),
+                    Some(
+                        "INVALID index (failed concurrent build): run chom_index_ddl() again or chom_install()".into(),
+                    ),
                 ),
                 Named::Other => ("missing".into(), Some(format!("another relation is named {}", index.name))),
                 Named::Absent => match index.equivalent(&target) {
@@ -76,7 +82,10 @@ pub fn chom_status() -> TableIterator<'static, (
         };
         rows.push(("trigger".into(), trigger.name.into(), trigger.table.into(), state.into(), detail));
     }
-    let load_rows: i64 = crate::db::one(&format!("SELECT count(*) FROM {}.chom_vps_load", quote_identifier(&target.extension_schema)), &[])
+    let load_rows: i64 = crate::db::one(
+        &format!("SELECT count(*) FROM {}.chom_vps_load", quote_identifier(&target.extension_schema)),
+        &[],
+    )
     .unwrap_or(0);
     rows.push((
         "table".into(),
@@ -122,6 +131,8 @@ fn fillfactor_status(target: &target::Target, installed: bool) -> (String, Strin
 /// tuples read since the statistics were reset, size, and `unused` when never scanned; then every other index
 /// that a chom index makes redundant (a non-unique index whose key columns are a left prefix of a chom
 /// index's), with `redundant_with` naming it — a candidate to drop after checking the application's queries.
+// pgrx reads the result columns from the signature, so the row type cannot be named by an alias
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_safe)]
 pub fn chom_index_usage() -> TableIterator<
     'static,
@@ -173,8 +184,14 @@ mod tests {
     fn status_reports_an_invalid_index() {
         install_with_data();
         Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_sites_vps_status'::regclass").unwrap();
-        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE name = 'idx_sites_vps_status' AND state = 'invalid'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM chom_status() WHERE name = 'idx_sites_vps_status' AND state = 'invalid'"),
+            1
+        );
         Spi::run("ALTER TABLE sites DISABLE TRIGGER chom_sites_insert").unwrap();
-        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE name = 'chom_sites_insert' AND state = 'disabled'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM chom_status() WHERE name = 'chom_sites_insert' AND state = 'disabled'"),
+            1
+        );
     }
 }

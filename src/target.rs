@@ -88,9 +88,8 @@ pub fn extension_schema() -> String {
         .ok()
         .flatten()
     });
-    schema.unwrap_or_else(|| {
-        raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "extension \"chom\" is not installed", None)
-    })
+    schema
+        .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "extension \"chom\" is not installed", None))
 }
 
 thread_local! {
@@ -122,10 +121,7 @@ pub fn installed() -> Option<Target> {
         return Some(target);
     }
     let extension_schema = extension_schema();
-    let sql = format!(
-        "SELECT name FROM {}.chom_installed WHERE kind = 'schema'",
-        quote_identifier(&extension_schema)
-    );
+    let sql = format!("SELECT name FROM {}.chom_installed WHERE kind = 'schema'", quote_identifier(&extension_schema));
     let schema: Option<String> =
         Spi::connect(|client| crate::plans::read(client, &sql, &[], &[]).first().get_one().ok().flatten());
     let target = schema.map(|schema| Target { schema, extension_schema });
@@ -151,9 +147,9 @@ pub fn discover() -> Option<Target> {
     let configured = settings::string_value(&settings::TARGET_SCHEMA);
     if !configured.is_empty() {
         let exists: bool = crate::db::one(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-                &[configured.clone().into()],
-            )
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+            &[configured.clone().into()],
+        )
         .unwrap_or(false);
         if !exists {
             raise(
@@ -203,13 +199,13 @@ pub fn discover() -> Option<Target> {
 /// The type of a column (as format_type without modifiers), or None when the table or column is missing.
 pub fn column_type(target: &Target, table: &str, column: &str) -> Option<String> {
     crate::db::one(
-            "SELECT a.atttypid::pg_catalog.regtype::text FROM pg_catalog.pg_attribute a \
+        "SELECT a.atttypid::pg_catalog.regtype::text FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') \
                AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[target.schema.clone().into(), table.into(), column.into()],
-        )
+        &[target.schema.clone().into(), table.into(), column.into()],
+    )
 }
 
 /// The fillfactor storage parameter of one of CHOM's tables: `Some(None)` when a plain table uses the default,
@@ -230,10 +226,10 @@ pub fn fillfactor(target: &Target, table: &str) -> Option<Option<i32>> {
 /// Whether a table exists in CHOM's schema.
 pub fn table_exists(target: &Target, table: &str) -> bool {
     crate::db::one(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
-            &[target.schema.clone().into(), table.into()],
-        )
+        &[target.schema.clone().into(), table.into()],
+    )
     .unwrap_or(false)
 }
 

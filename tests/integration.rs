@@ -21,11 +21,10 @@ fn create_extension_on_a_populated_database_installs_exact_aggregates_without_du
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(drifted_vps(&mut db), 0);
-    let big: i32 = db
-        .query_one("SELECT cached_sites_count FROM tenants WHERE id = md5('tenant1')::uuid", &[])
-        .unwrap()
-        .get(0);
-    let live = scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL");
+    let big: i32 =
+        db.query_one("SELECT cached_sites_count FROM tenants WHERE id = md5('tenant1')::uuid", &[]).unwrap().get(0);
+    let live =
+        scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL");
     assert_eq!(i64::from(big), live);
     assert!(live > 500, "tenant 1 is the big tenant");
     let duplicate_pairs = scalar_i64(
@@ -47,7 +46,12 @@ fn uninstall_then_drop_extension_gives_back_the_schema_dump_taken_before() {
     db.batch_execute("SELECT * FROM chom_uninstall(); DROP EXTENSION chom;").unwrap();
     let after = server.schema_dump("app");
     let differing: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).take(5).collect();
-    assert!(before == after, "schema dump differs ({} vs {} lines), first differences: {differing:?}", before.lines().count(), after.lines().count());
+    assert!(
+        before == after,
+        "schema dump differs ({} vs {} lines), first differences: {differing:?}",
+        before.lines().count(),
+        after.lines().count()
+    );
 }
 
 #[test]
@@ -77,7 +81,10 @@ fn pg_dump_and_pg_restore_keep_aggregates_exact_and_triggers_working() {
     let mut restored = server.connect("restored");
     assert_eq!(drifted_tenants(&mut restored), 0);
     assert_eq!(drifted_vps(&mut restored), 0);
-    assert_eq!(scalar_i64(&mut restored, "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
+    assert_eq!(
+        scalar_i64(&mut restored, "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"),
+        0
+    );
     restored
         .batch_execute(
             "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES (gen_random_uuid(), md5('tenant1')::uuid, md5('vps2')::uuid, 'after-restore.test', 77); \
@@ -97,7 +104,10 @@ fn online_install_builds_indexes_concurrently_and_chom_adopts_them() {
     let mut db = server.create_database("app");
     db.batch_execute(common::CHOM_SCHEMA).unwrap();
     db.batch_execute(common::DATASET).unwrap();
-    db.batch_execute("CREATE SCHEMA chom_ext; SET chom.install_on_create = off; CREATE EXTENSION chom SCHEMA chom_ext;").unwrap();
+    db.batch_execute(
+        "CREATE SCHEMA chom_ext; SET chom.install_on_create = off; CREATE EXTENSION chom SCHEMA chom_ext;",
+    )
+    .unwrap();
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_ext.chom_installed"), 0, "install was deferred");
     let ddl: Vec<String> =
         db.query("SELECT s FROM chom_ext.chom_index_ddl(true) s", &[]).unwrap().iter().map(|r| r.get(0)).collect();
@@ -105,7 +115,8 @@ fn online_install_builds_indexes_concurrently_and_chom_adopts_them() {
     for statement in &ddl {
         db.simple_query(statement).unwrap(); // outside a transaction block, as \gexec runs them
     }
-    let exists = scalar_i64(&mut db, "SELECT count(*) FROM chom_ext.chom_install() WHERE kind = 'index' AND action = 'exists'");
+    let exists =
+        scalar_i64(&mut db, "SELECT count(*) FROM chom_ext.chom_install() WHERE kind = 'index' AND action = 'exists'");
     assert_eq!(exists, 17);
     db.batch_execute("SELECT * FROM chom_ext.chom_uninstall()").unwrap();
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'idx\\_%'"), 0);
@@ -115,7 +126,11 @@ fn online_install_builds_indexes_concurrently_and_chom_adopts_them() {
 fn random_statement(rng: &mut StdRng) -> String {
     let tenant = |rng: &mut StdRng| format!("md5('tenant{}')::uuid", 1 + rng.gen_range(0..12));
     let vps = |rng: &mut StdRng| {
-        if rng.gen_bool(0.1) { "NULL".to_string() } else { format!("md5('vps{}')::uuid", 1 + rng.gen_range(0..30)) }
+        if rng.gen_bool(0.1) {
+            "NULL".to_string()
+        } else {
+            format!("md5('vps{}')::uuid", 1 + rng.gen_range(0..30))
+        }
     };
     let site = |rng: &mut StdRng| format!("md5('site{}')::uuid", 1 + rng.gen_range(0..6000));
     match rng.gen_range(0..14) {
@@ -269,7 +284,10 @@ mod uuid_text {
     /// A text column read as String (the tests compare uuids as text).
     pub struct Text(pub String);
     impl<'a> postgres::types::FromSql<'a> for Text {
-        fn from_sql(ty: &postgres::types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        fn from_sql(
+            ty: &postgres::types::Type,
+            raw: &'a [u8],
+        ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
             Ok(Text(String::from_sql(ty, raw)?))
         }
         fn accepts(ty: &postgres::types::Type) -> bool {
@@ -284,14 +302,22 @@ fn copy_and_a_bulk_insert_of_100k_sites_keep_aggregates_exact() {
     let server = Server::start();
     let mut db = server.chom_database("app");
     install(&mut db);
-    let ids = |db: &mut Client, sql: &str| -> Vec<String> { db.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect() };
+    let ids =
+        |db: &mut Client, sql: &str| -> Vec<String> { db.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect() };
     let tenants = ids(&mut db, "SELECT id::text FROM tenants ORDER BY id LIMIT 40");
     let vps = ids(&mut db, "SELECT id::text FROM vps_servers ORDER BY id");
-    let mut writer = db.copy_in("COPY sites (id, tenant_id, vps_id, domain, storage_used_mb, deleted_at) FROM STDIN").unwrap();
+    let mut writer =
+        db.copy_in("COPY sites (id, tenant_id, vps_id, domain, storage_used_mb, deleted_at) FROM STDIN").unwrap();
     for i in 0..2000usize {
         let deleted = if i % 10 == 0 { "2025-01-01 00:00:00" } else { "\\N" };
         let vps_id = if i % 7 == 0 { "\\N" } else { vps[i % vps.len()].as_str() };
-        writeln!(writer, "00000000-0000-4000-8000-{i:012}\t{}\t{vps_id}\tcopy{i}.test\t{}\t{deleted}", tenants[i % tenants.len()], i % 900).unwrap();
+        writeln!(
+            writer,
+            "00000000-0000-4000-8000-{i:012}\t{}\t{vps_id}\tcopy{i}.test\t{}\t{deleted}",
+            tenants[i % tenants.len()],
+            i % 900
+        )
+        .unwrap();
     }
     writer.finish().unwrap();
     assert_eq!(drifted_tenants(&mut db), 0, "after COPY");
@@ -317,37 +343,55 @@ fn tenant_stats_in_a_read_only_transaction_or_on_a_hot_standby_recount_without_w
          SET session_replication_role = origin;",
     )
     .unwrap();
-    let live = scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL");
+    let live =
+        scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL");
     db.batch_execute("BEGIN READ ONLY").unwrap();
-    let fresh: i32 = db.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
+    let fresh: i32 =
+        db.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
     db.batch_execute("COMMIT").unwrap();
     assert_eq!(i64::from(fresh), live, "read-only: a fresh recount");
-    assert_eq!(scalar_i64(&mut db, "SELECT cached_sites_count::bigint FROM tenants WHERE id = md5('tenant1')::uuid"), 12345, "nothing written");
+    assert_eq!(
+        scalar_i64(&mut db, "SELECT cached_sites_count::bigint FROM tenants WHERE id = md5('tenant1')::uuid"),
+        12345,
+        "nothing written"
+    );
 
     // a hot standby cannot write at all: the same fresh recount, and the read-only functions work there
     let standby = server.start_standby();
     let mut replica = standby.connect("app");
     assert!(replica.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get::<_, bool>(0));
-    let on_standby: i32 = replica.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
+    let on_standby: i32 =
+        replica.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
     assert_eq!(i64::from(on_standby), live, "standby: a fresh recount");
-    assert_eq!(scalar_i64(&mut replica, "SELECT count(*) FROM chom_cache_drift()"), 1, "the standby sees the drifted tenant");
+    assert_eq!(
+        scalar_i64(&mut replica, "SELECT count(*) FROM chom_cache_drift()"),
+        1,
+        "the standby sees the drifted tenant"
+    );
     let picked: Option<String> = replica.query_one("SELECT chom_pick_vps()::text", &[]).unwrap().get(0);
     assert!(picked.is_some(), "the pick answers on a standby (no reservation: nothing can be locked there)");
     drop(replica);
     drop(standby);
 
-    let stored: i32 = db.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
+    let stored: i32 =
+        db.query_one("SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)", &[]).unwrap().get(0);
     assert_eq!(i64::from(stored), live);
-    assert_eq!(scalar_i64(&mut db, "SELECT cached_sites_count::bigint FROM tenants WHERE id = md5('tenant1')::uuid"), live, "read-write: stored");
+    assert_eq!(
+        scalar_i64(&mut db, "SELECT cached_sites_count::bigint FROM tenants WHERE id = md5('tenant1')::uuid"),
+        live,
+        "read-write: stored"
+    );
 
     // the application's reads (a fresh cache, an unreserved pick) take no transaction id: no commit record,
     // no WAL flush, no push towards wraparound
     db.batch_execute("BEGIN").unwrap();
-    db.query_one("SELECT chom_tenant_stats(md5('tenant1')::uuid), (SELECT count(*) FROM chom_vps_load())", &[]).unwrap();
+    db.query_one("SELECT chom_tenant_stats(md5('tenant1')::uuid), (SELECT count(*) FROM chom_vps_load())", &[])
+        .unwrap();
     let xid: Option<i64> = db.query_one("SELECT txid_current_if_assigned()", &[]).unwrap().get(0);
     db.batch_execute("COMMIT").unwrap();
     assert_eq!(xid, None, "reads assigned a transaction id");
-    let xid: Option<i64> = db.query_one("SELECT txid_current_if_assigned() FROM (SELECT chom_pick_vps()) p", &[]).unwrap().get(0);
+    let xid: Option<i64> =
+        db.query_one("SELECT txid_current_if_assigned() FROM (SELECT chom_pick_vps()) p", &[]).unwrap().get(0);
     assert_eq!(xid, None, "an autocommit pick (no reservation) assigned a transaction id");
 }
 
@@ -379,12 +423,23 @@ fn the_application_role_writes_through_the_triggers_whatever_its_search_path() {
          DELETE FROM public.sites WHERE domain = 'site6.example.test';",
     )
     .unwrap();
-    assert_eq!(scalar_i64(&mut app, "SELECT count(*) FROM decoy.tenants WHERE cached_sites_count <> 0 OR cached_storage_mb <> 0"), 0);
+    assert_eq!(
+        scalar_i64(
+            &mut app,
+            "SELECT count(*) FROM decoy.tenants WHERE cached_sites_count <> 0 OR cached_storage_mb <> 0"
+        ),
+        0
+    );
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(drifted_vps(&mut db), 0);
     // what the application may call, and what it may not
     app.batch_execute("SELECT public.chom_pick_vps(); SELECT * FROM public.chom_tenant_stats(md5('tenant2')::uuid); SELECT * FROM public.chom_status(); SELECT * FROM public.chom_cache_drift(); SELECT * FROM public.chom_vps_load();").unwrap();
-    for dba_only in ["SELECT * FROM public.chom_install()", "SELECT * FROM public.chom_uninstall()", "SELECT public.chom_repair_drift()", "SELECT public.chom_refresh_all()"] {
+    for dba_only in [
+        "SELECT * FROM public.chom_install()",
+        "SELECT * FROM public.chom_uninstall()",
+        "SELECT public.chom_repair_drift()",
+        "SELECT public.chom_refresh_all()",
+    ] {
         let err = app.batch_execute(dba_only).unwrap_err();
         assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{dba_only}: {err}");
     }
@@ -411,7 +466,13 @@ fn a_backend_killed_mid_bulk_insert_leaves_no_drift_after_crash_recovery() {
     let mut db = (0..60)
         .find_map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            postgres::Client::configure().host_path(&server.dir).port(server.port).user("postgres").dbname("app").connect(postgres::NoTls).ok()
+            postgres::Client::configure()
+                .host_path(&server.dir)
+                .port(server.port)
+                .user("postgres")
+                .dbname("app")
+                .connect(postgres::NoTls)
+                .ok()
         })
         .expect("server back after crash recovery");
     assert_eq!(drifted_tenants(&mut db), 0);
@@ -464,7 +525,9 @@ fn install_and_uninstall_cycles_with_writers_running_lose_nothing() {
 /// (all, HOT) row updates of tenants so far (the statistics of committed transactions).
 fn tenant_updates(db: &mut Client) -> (i64, i64) {
     db.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
-    let row = db.query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tenants'", &[]).unwrap();
+    let row = db
+        .query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tenants'", &[])
+        .unwrap();
     (row.get(0), row.get(1))
 }
 
@@ -476,7 +539,13 @@ fn counter_updates_of_many_tenants_on_one_page_are_hot() {
     db.batch_execute(common::SMALL_DATA).unwrap();
     db.batch_execute("INSERT INTO tenants (id, organization_id, name, slug) SELECT gen_random_uuid(), '00000000-0000-0000-0000-0000000000a1', 'Tenant ' || i, 'bulk' || i FROM generate_series(1, 2000) i").unwrap();
     install(&mut db);
-    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=70}'"), 1);
+    assert_eq!(
+        scalar_i64(
+            &mut db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions = '{fillfactor=70}'"
+        ),
+        1
+    );
     // the statistics of a committed transaction reach pg_stat_user_tables when the backend reports them
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let (all_before, hot_before) = tenant_updates(&mut db);

@@ -46,7 +46,11 @@ fn seed() -> u64 {
 fn random_transaction(rng: &mut StdRng, client: usize) -> Vec<String> {
     let tenant = |rng: &mut StdRng| format!("md5('tenant{}')::uuid", 1 + rng.gen_range(0..12));
     let vps = |rng: &mut StdRng| {
-        if rng.gen_bool(0.1) { "NULL".to_string() } else { format!("md5('vps{}')::uuid", 1 + rng.gen_range(0..30)) }
+        if rng.gen_bool(0.1) {
+            "NULL".to_string()
+        } else {
+            format!("md5('vps{}')::uuid", 1 + rng.gen_range(0..30))
+        }
     };
     let mine = format!("domain LIKE 'w{client}-%'");
     let mut statements = vec!["BEGIN".to_string()];
@@ -115,7 +119,10 @@ fn random_multi_statement_transactions_from_several_clients_never_deadlock_or_dr
                                 deadlocks += 1;
                             }
                             // a random move into a tenant that has the domain already is the application's problem
-                            assert!(matches!(code.as_str(), "40P01" | "23505"), "client {client}, transaction {n}, {statement}: {e}");
+                            assert!(
+                                matches!(code.as_str(), "40P01" | "23505"),
+                                "client {client}, transaction {n}, {statement}: {e}"
+                            );
                             session.batch_execute("ROLLBACK").unwrap();
                             break;
                         }
@@ -155,8 +162,14 @@ fn writes_of_two_tenants_in_opposite_orders_both_commit() {
     insert(&mut s1, 2, "s1-b.test");
     insert(&mut s2, 1, "s2-a.test");
     // each sees its own writes through chom, nobody else's; the columns have not changed yet
-    assert_eq!(scalar_i64(&mut s1, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('tenant1')::uuid)"), a_before + 1);
-    assert_eq!(scalar_i64(&mut s2, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('tenant1')::uuid)"), a_before + 1);
+    assert_eq!(
+        scalar_i64(&mut s1, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('tenant1')::uuid)"),
+        a_before + 1
+    );
+    assert_eq!(
+        scalar_i64(&mut s2, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('tenant1')::uuid)"),
+        a_before + 1
+    );
     assert_eq!(scalar_i64(&mut s1, "SELECT count(*) FROM chom_cache_drift()"), 0);
     assert_eq!(cached_sites(&mut db, 1), a_before);
     s1.batch_execute("COMMIT").unwrap();
@@ -194,7 +207,9 @@ fn a_failure_at_commit_rolls_the_whole_transaction_back() {
     let sites_before = scalar_i64(&mut db, "SELECT count(*) FROM sites");
     // another session updates tenant 4's row and keeps it: the commit cannot get its lock within lock_timeout
     let mut holder = server.connect("app");
-    holder.batch_execute("BEGIN; UPDATE tenants SET name = name || ' (renamed)' WHERE id = md5('tenant4')::uuid").unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE tenants SET name = name || ' (renamed)' WHERE id = md5('tenant4')::uuid")
+        .unwrap();
     let mut writer = server.connect("app");
     writer.batch_execute("SET lock_timeout = '200ms'; BEGIN").unwrap();
     writer
@@ -224,7 +239,9 @@ fn a_transaction_whose_net_change_is_zero_writes_no_tenant_row() {
     let server = Server::start();
     let mut db = installed_app(&server);
     let version = |db: &mut Client| -> String {
-        db.query_one("SELECT xmin::text || ctid::text FROM tenants WHERE id = md5('tenant6')::uuid", &[]).unwrap().get(0)
+        db.query_one("SELECT xmin::text || ctid::text FROM tenants WHERE id = md5('tenant6')::uuid", &[])
+            .unwrap()
+            .get(0)
     };
     let before = version(&mut db);
     db.batch_execute(
@@ -234,7 +251,8 @@ fn a_transaction_whose_net_change_is_zero_writes_no_tenant_row() {
     .unwrap();
     assert_eq!(version(&mut db), before, "the tenant row was not rewritten");
     // twenty single-row updates of one tenant's sites in one transaction: one tenant update, at commit
-    let updates = |db: &mut Client| scalar_i64(db, "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'tenants'");
+    let updates =
+        |db: &mut Client| scalar_i64(db, "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'tenants'");
     db.batch_execute("BEGIN").unwrap();
     let updates_at_begin = updates(&mut db);
     for _ in 0..20 {
@@ -256,7 +274,8 @@ fn a_stale_stats_read_stores_its_recount_at_commit() {
          RESET session_replication_role",
     )
     .unwrap();
-    let live = scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE tenant_id = md5('tenant7')::uuid AND deleted_at IS NULL");
+    let live =
+        scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE tenant_id = md5('tenant7')::uuid AND deleted_at IS NULL");
     assert_eq!(scalar_i64(&mut db, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('tenant7')::uuid)"), live);
     assert_eq!(cached_sites(&mut db, 7), live, "the autocommit read stored its recount");
     assert_eq!(

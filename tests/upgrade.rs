@@ -80,7 +80,8 @@ fn after_upgrade() {
     let server = Server::persistent(&cluster_dir());
     let mut db = server.connect("upgraded");
     db.batch_execute("ALTER EXTENSION chom UPDATE").unwrap();
-    let version: String = db.query_one("SELECT extversion FROM pg_extension WHERE extname = 'chom'", &[]).unwrap().get(0);
+    let version: String =
+        db.query_one("SELECT extversion FROM pg_extension WHERE extname = 'chom'", &[]).unwrap().get(0);
     assert_eq!(version, current);
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(drifted_vps(&mut db), 0);

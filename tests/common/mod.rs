@@ -79,7 +79,8 @@ impl Server {
     }
 
     fn start_in(dir: PathBuf, port: u16, keep: bool) -> Server {
-        let pg_config = std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+        let pg_config =
+            std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
         let bindir = checked(Command::new(&pg_config).arg("--bindir").output(), "pg_config --bindir");
         let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
         let server = Server { bindir, dir, port, keep };
@@ -114,7 +115,21 @@ impl Server {
             checked(Command::new("chown").arg(test_user()).arg(&dir).output(), "chown");
         }
         let (host, primary_port) = (self.dir.display().to_string(), self.port.to_string());
-        let backup = ["pg_basebackup", "-h", &host, "-p", &primary_port, "-U", "postgres", "-D", "data", "-R", "-c", "fast", "-N"];
+        let backup = [
+            "pg_basebackup",
+            "-h",
+            &host,
+            "-p",
+            &primary_port,
+            "-U",
+            "postgres",
+            "-D",
+            "data",
+            "-R",
+            "-c",
+            "fast",
+            "-N",
+        ];
         as_server_user(&self.bindir, &dir, &backup, "pg_basebackup");
         Server::start_in(dir, port, false)
     }
