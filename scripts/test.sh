@@ -4,13 +4,16 @@
 # scripts/releases (each built from its commit and used, then this version installed over it and ALTER
 # EXTENSION chom UPDATE); then chom
 # installed into that build, the integration tests in tests/ over real connections against servers they start
-# themselves, and the isolation specs (pg_isolation_regress) of tests/isolation.
+# themselves, and the isolation specs (pg_isolation_regress) of tests/isolation. Formatting and clippy first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env"
 TEST_USER=${CHOM_TEST_USER:-chomtest}
+echo "=== cargo fmt --check, cargo clippy --all-targets -D warnings"
+cargo fmt --check
+cargo clippy --quiet --all-targets --features "pg15 integration" -- -D warnings
 versions=${CHOM_PG_VERSIONS:-15 16 17 18}
 summary=()
 for v in $versions; do
