@@ -21,3 +21,17 @@ REVOKE ALL ON FUNCTION chom_apply_pending() FROM PUBLIC;
 ALTER FUNCTION chom_sites_aggregates() SECURITY INVOKER RESET plan_cache_mode;
 ALTER FUNCTION chom_vps_registry() SECURITY INVOKER;
 ALTER FUNCTION chom_pick_vps(integer, integer, text, text) SECURITY INVOKER;
+
+-- chom_tenant_quota(): a tenant's live sites and storage beside its tier's limits (chom.enforce_site_quota makes
+-- max_sites hold at commit).
+CREATE FUNCTION chom_tenant_quota(tenant uuid) RETURNS TABLE (
+    sites_count integer,
+    max_sites integer,
+    storage_mb bigint,
+    max_storage_mb bigint,
+    sites_left integer,
+    over_storage boolean
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'chom_tenant_quota_wrapper';

@@ -170,6 +170,23 @@ SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites
     OR (vps.stale_attributes AND NOT vps.refreshed)
  ORDER BY vps.id
 
+-- name: quota_violation
+-- The first of the tenants in $1 (those whose live sites this transaction raises, already updated and locked
+-- by it) whose count is now above its tier's max_sites (-1: unlimited; no tier_limits row: not limited).
+SELECT t.id, t.cached_sites_count, l.max_sites
+  FROM {tenants} t
+  JOIN {tier_limits} l ON l.tier = t.tier
+ WHERE t.id = ANY ($1::uuid[]) AND l.max_sites >= 0 AND t.cached_sites_count > l.max_sites
+ ORDER BY t.id
+ LIMIT 1
+
+-- name: tenant_quota
+-- One tenant's cached aggregates beside its tier's limits (primary-key reads; no tier_limits row: NULLs).
+SELECT t.cached_sites_count, l.max_sites, t.cached_storage_mb, l.max_storage_gb::bigint * 1024
+  FROM {tenants} t
+  LEFT JOIN {tier_limits} l ON l.tier = t.tier
+ WHERE t.id = $1
+
 -- name: tenant_batch
 -- The next $2 tenant ids after $1 (from the first when NULL), for chom_refresh_all().
 SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}')

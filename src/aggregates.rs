@@ -161,6 +161,11 @@ pub fn apply(target: &Target, changes: &Changes) {
 }
 
 fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+    update_tenants(client, target, changes);
+    enforce_site_quota(client, target, changes);
+}
+
+fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
     if changes.sites_truncated {
         execute(client, &queries::sql(target, Query::ZeroTenants), &[], &[]);
     }
@@ -198,6 +203,33 @@ fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes)
     if !recounts.is_empty() {
         let sql = queries::sql(target, Query::RecountTenants);
         execute(client, &sql, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
+    }
+}
+
+/// With `chom.enforce_site_quota` on, refuses the commit when it takes a tenant above its tier's `max_sites`.
+/// Only tenants whose live sites this transaction raises are checked (a tenant over its limit after a
+/// downgrade can still delete, soft delete and move sites out), and they are checked after their update, on
+/// the rows this commit holds locked: exact under any concurrency.
+fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+    if !crate::settings::ENFORCE_SITE_QUOTA.get() || !target.tier_limits_exist() {
+        return;
+    }
+    let raised: Vec<UuidBytes> =
+        changes.tenants.iter().filter(|(_, (sites, _))| *sites > 0).map(|(id, _)| *id).collect();
+    if raised.is_empty() {
+        return;
+    }
+    let sql = queries::sql(target, Query::QuotaViolation);
+    let violation = execute(client, &sql, &[UUID_ARRAY], &[uuid_array(raised.into_iter())])
+        .map(|row| (db::required::<Uuid>(&row, 1), db::required::<i32>(&row, 2), db::required::<i32>(&row, 3)))
+        .next();
+    if let Some((tenant, sites, limit)) = violation {
+        crate::errors::raise_with_detail(
+            PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+            format!("chom: tenant {tenant} would have {sites} live sites, over its tier's limit of {limit}"),
+            format!("This transaction adds live sites to tenant {tenant}; its tier allows {limit}."),
+            "Upgrade the tenant's tier or remove sites first; chom.enforce_site_quota refuses only increases.",
+        );
     }
 }
 

@@ -15,6 +15,13 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: Option<&str
     unreachable!("ERROR does not return")
 }
 
+/// Raises an ERROR with `code`, `message`, a DETAIL and a HINT; does not return.
+#[track_caller]
+pub fn raise_with_detail(code: PgSqlErrorCode, message: impl Into<String>, detail: impl Into<String>, hint: &str) -> ! {
+    ErrorReport::new(code, message.into(), "chom").set_detail(detail.into()).set_hint(hint).report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 /// Raises 22023 (invalid_parameter_value).
 #[track_caller]
 pub fn invalid_argument(message: impl Into<String>, hint: &str) -> ! {

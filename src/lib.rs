@@ -20,6 +20,7 @@ mod pending;
 mod placement;
 mod plans;
 mod queries;
+mod quota;
 mod settings;
 mod stats;
 mod status;

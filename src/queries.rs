@@ -43,6 +43,8 @@ queries! {
     RecountVps = "recount_vps",
     ForgetGoneVps = "forget_gone_vps",
     VpsDrift = "vps_drift",
+    QuotaViolation = "quota_violation",
+    TenantQuota = "tenant_quota",
     TenantBatch = "tenant_batch",
     LockVps = "lock_vps",
     TenantStats = "tenant_stats",

@@ -24,6 +24,11 @@ pub static INSTALL_ON_CREATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// updates be HOT when one statement changes many tenants of the same page.
 pub static TENANTS_FILLFACTOR: GucSetting<i32> = GucSetting::<i32>::new(70);
 
+/// `chom.enforce_site_quota`: whether a transaction that raises a tenant's live sites above its tier's
+/// `tier_limits.max_sites` fails at commit (23514). Off by default; on per database (`ALTER DATABASE ... SET`),
+/// role or session.
+pub static ENFORCE_SITE_QUOTA: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub const HEALTH_STATES: [&str; 4] = ["healthy", "degraded", "unhealthy", "unknown"];
 
 pub fn register() {
@@ -60,6 +65,14 @@ pub fn register() {
         &TENANTS_FILLFACTOR,
         10,
         100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"chom.enforce_site_quota",
+        c"Whether a transaction that takes a tenant over its tier's max_sites fails at commit (SQLSTATE 23514).",
+        c"Checked on the locked tenant row with the transaction's net change: exact under any concurrency.",
+        &ENFORCE_SITE_QUOTA,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -50,26 +50,34 @@ impl Target {
     /// Whether CHOM's three tables and chom_vps_load still exist (catalogue cache look-ups, no query): a
     /// transaction may drop them after writing sites, and its commit then has nothing to maintain.
     pub fn tables_exist(&self) -> bool {
-        let relation_exists = |schema: &str, name: &std::ffi::CStr| {
-            let Ok(schema) = std::ffi::CString::new(schema) else { return false };
-            // SAFETY: catalogue look-ups by name; a missing schema or relation gives InvalidOid.
-            unsafe {
-                let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-                namespace != pg_sys::InvalidOid
-                    && pg_sys::get_relname_relid(name.as_ptr(), namespace) != pg_sys::InvalidOid
-            }
-        };
         [c"tenants", c"sites", c"vps_servers"].into_iter().all(|table| relation_exists(&self.schema, table))
             && relation_exists(&self.extension_schema, c"chom_vps_load")
     }
 
-    /// Substitutes `{tenants}`, `{sites}`, `{vps_servers}` and `{chom}` (chom's schema) in a SQL template.
+    /// Whether CHOM's `tier_limits` table exists (a catalogue cache look-up).
+    pub fn tier_limits_exist(&self) -> bool {
+        relation_exists(&self.schema, c"tier_limits")
+    }
+
+    /// Substitutes `{tenants}`, `{sites}`, `{vps_servers}`, `{tier_limits}` and `{chom}` (chom's schema) in a SQL
+    /// template.
     pub fn render(&self, template: &str) -> String {
         template
             .replace("{tenants}", &self.table("tenants"))
+            .replace("{tier_limits}", &self.table("tier_limits"))
             .replace("{sites}", &self.table("sites"))
             .replace("{vps_servers}", &self.table("vps_servers"))
             .replace("{chom}", &quote_identifier(&self.extension_schema))
+    }
+}
+
+/// Whether a relation exists (catalogue cache look-ups by name, no query).
+fn relation_exists(schema: &str, name: &std::ffi::CStr) -> bool {
+    let Ok(schema) = std::ffi::CString::new(schema) else { return false };
+    // SAFETY: catalogue look-ups by name; a missing schema or relation gives InvalidOid.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        namespace != pg_sys::InvalidOid && pg_sys::get_relname_relid(name.as_ptr(), namespace) != pg_sys::InvalidOid
     }
 }
 
