@@ -131,8 +131,6 @@ fn fillfactor_status(target: &target::Target, installed: bool) -> (String, Strin
 /// tuples read since the statistics were reset, size, and `unused` when never scanned; then every other index
 /// that a chom index makes redundant (a non-unique index whose key columns are a left prefix of a chom
 /// index's), with `redundant_with` naming it — a candidate to drop after checking the application's queries.
-// pgrx reads the result columns from the signature, so the row type cannot be named by an alias
-#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_safe)]
 pub fn chom_index_usage() -> TableIterator<
     'static,
