@@ -12,8 +12,9 @@ if [ ! -f "$src/Cargo.toml" ]; then
   rm -rf "$src" && mkdir -p "$src"
   git archive "$commit" | tar -x -C "$src"
 fi
-# its own target dir: the release and the working tree are different builds of the same crate
-(cd "$src" && CARGO_TARGET_DIR="$PWD/../target" cargo pgrx install --pg-config "$pg_config" \
+# a target dir of its own: the releases and the working tree are different builds of one crate, and cargo
+# keeps one schema generator binary per target dir (shared, the last build's would write every release's SQL)
+(cd "$src" && CARGO_TARGET_DIR="$PWD/target" cargo pgrx install --pg-config "$pg_config" \
   --no-default-features --features "pg$major") >"/tmp/chom-release-$version-pg$major.log" 2>&1 \
   || { tail -40 "/tmp/chom-release-$version-pg$major.log"; exit 1; }
 echo "installed chom $version ($commit) into Postgres $major"
