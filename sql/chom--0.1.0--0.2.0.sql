@@ -41,13 +41,6 @@ ALTER TABLE chom_installed DROP CONSTRAINT chom_installed_kind_check;
 ALTER TABLE chom_installed ADD CONSTRAINT chom_installed_kind_check
     CHECK (kind IN ('schema', 'column', 'index', 'trigger', 'storage'));
 
--- Where chom is installed on CHOM's tables: add the new trigger (chom_install() is idempotent) and fill the
--- copied attributes (chom_repair_drift() reports and recounts every VPS whose copy is stale).
-DO $chom$
-BEGIN
-    IF EXISTS (SELECT FROM @extschema@.chom_installed WHERE kind = 'schema') THEN
-        PERFORM @extschema@.chom_install();
-        PERFORM @extschema@.chom_repair_drift();
-    END IF;
-END
-$chom$;
+-- Where chom is installed on CHOM's tables, the new vps_servers UPDATE trigger and the copied attributes are
+-- added by the next update (0.2.0 -> 0.3.0 runs chom_install(), which needs chom's 0.3.0 tables): the library
+-- installed with this script is always the newest, and it works on the newest schema only.

@@ -2,9 +2,12 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION chom UPDATE TO '0.3.0'" to load this file. \quit
 
--- What it locks: nothing of CHOM's tables and no row; it changes chom's own functions only (catalogue rows,
--- a brief lock on each), so it runs in milliseconds at any scale. Transactions that wrote sites before the
--- update and commit after it apply their changes as they were made (0.2.0: in each statement).
+-- What it locks, from 0.2.0: nothing of CHOM's tables and no row; it changes chom's own objects only (catalogue
+-- rows, a brief lock on each), so it runs in milliseconds at any scale. From 0.1.0 (through 0.2.0) it ends with
+-- chom_install(), which adds the vps_servers UPDATE trigger 0.2.0 introduced and recounts every tenant and VPS
+-- while sites and vps_servers are locked (SHARE ROW EXCLUSIVE: writers wait, readers do not): seconds at 1M
+-- sites. Transactions that wrote sites before the update and commit after it apply their changes as they
+-- were made (0.2.0: in each statement).
 
 -- Each transaction's net change is now applied once, at commit, by chom_apply_pending(), called by chom
 -- itself (see finalize.sql).
@@ -35,3 +38,75 @@ CREATE FUNCTION chom_tenant_quota(tenant uuid) RETURNS TABLE (
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'chom_tenant_quota_wrapper';
+
+-- chom's own tables move into a schema of chom's own, out of the way of Laravel's migrate:fresh,
+-- RefreshDatabase and DatabaseTruncation (they drop or truncate every table of the application's schema).
+CREATE SCHEMA IF NOT EXISTS chom;
+COMMENT ON SCHEMA chom IS 'chom''s own tables (the index catalogue, the per-VPS loads): see chom_status()';
+ALTER TABLE chom_managed_index SET SCHEMA chom;
+ALTER TABLE chom.chom_managed_index RENAME TO managed_index;
+ALTER TABLE chom_vps_load SET SCHEMA chom;
+ALTER TABLE chom.chom_vps_load RENAME TO vps_load;
+ALTER INDEX chom.chom_vps_load_pick RENAME TO vps_load_pick;
+ALTER TABLE chom.vps_load RENAME CONSTRAINT chom_vps_load_pkey TO vps_load_pkey;
+ALTER TABLE chom.managed_index RENAME CONSTRAINT chom_managed_index_pkey TO managed_index_pkey;
+ALTER TABLE chom.managed_index RENAME CONSTRAINT chom_managed_index_key_columns_check TO managed_index_key_columns_check;
+ALTER TABLE chom.managed_index RENAME CONSTRAINT chom_managed_index_check TO managed_index_check;
+ALTER FUNCTION chom_index_key_columns(oid) SET SCHEMA chom;
+ALTER FUNCTION chom.chom_index_key_columns(oid) RENAME TO index_key_columns;
+GRANT USAGE ON SCHEMA chom TO PUBLIC;
+
+-- What chom added is now recorded in CHOM's schema itself (a schema-only dump keeps it): the cached columns chom
+-- added carry chom's comment, and the comment on chom's sites INSERT trigger says whether chom set tenants'
+-- fillfactor. chom_installed's rows become those comments; the installed schema is the one carrying chom's
+-- triggers.
+DO $chom$
+DECLARE
+    target text;
+    column_row record;
+    fillfactor_by_chom boolean;
+BEGIN
+    SELECT name INTO target FROM @extschema@.chom_installed WHERE kind = 'schema';
+    IF target IS NOT NULL THEN
+        FOR column_row IN
+            SELECT i.name FROM @extschema@.chom_installed i
+              JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = format('%I.tenants', target)::regclass AND a.attname = i.name AND NOT a.attisdropped
+             WHERE i.kind = 'column' AND i.origin = 'created'
+        LOOP
+            EXECUTE format('COMMENT ON COLUMN %I.tenants.%I IS %L', target, column_row.name,
+                           'managed by chom: added by chom_install(), dropped by chom_uninstall()');
+        END LOOP;
+        SELECT EXISTS (SELECT FROM @extschema@.chom_installed WHERE kind = 'storage' AND origin = 'created')
+          INTO fillfactor_by_chom;
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger
+                    WHERE tgname = 'chom_sites_insert' AND tgrelid = format('%I.sites', target)::regclass) THEN
+            EXECUTE format('COMMENT ON TRIGGER chom_sites_insert ON %I.sites IS %L', target,
+                           CASE WHEN fillfactor_by_chom
+                                THEN 'managed by chom: see chom_status(); chom set tenants'' fillfactor'
+                                ELSE 'managed by chom: see chom_status()' END);
+        END IF;
+    END IF;
+END
+$chom$;
+ALTER EXTENSION chom DROP TABLE chom_installed;
+DROP TABLE chom_installed;
+
+-- Coming from 0.1.0, chom's installation lacks the vps_servers UPDATE trigger of 0.2.0: complete it.
+DO $chom$
+DECLARE
+    target text;
+BEGIN
+    SELECT n.nspname INTO target
+      FROM pg_catalog.pg_trigger t
+      JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.tgname = 'chom_sites_insert' AND c.relname = 'sites';
+    IF target IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_trigger
+         WHERE tgname = 'chom_vps_update' AND tgrelid = format('%I.vps_servers', target)::regclass) THEN
+        RAISE NOTICE 'chom: completing the installation on schema % (recounting every tenant and VPS)', target;
+        PERFORM @extschema@.chom_install();
+    END IF;
+END
+$chom$;

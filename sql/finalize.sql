@@ -5,7 +5,8 @@ REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean)
     chom_refresh_all(integer), chom_refresh_tenant(uuid) FROM PUBLIC;
 
 -- chom's tables hold no secrets; reading them needs no grant.
-GRANT SELECT ON chom_managed_index, chom_installed, chom_vps_load TO PUBLIC;
+GRANT USAGE ON SCHEMA chom TO PUBLIC;
+GRANT SELECT ON chom.managed_index, chom.vps_load TO PUBLIC;
 
 -- The trigger functions only read their transition tables into backend memory; only chom_install() attaches
 -- them (CREATE TRIGGER needs EXECUTE, which PUBLIC does not have), and they refuse other tables.
@@ -23,7 +24,7 @@ ALTER FUNCTION chom_apply_pending()
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
 REVOKE ALL ON FUNCTION chom_apply_pending() FROM PUBLIC;
 
--- chom_pick_vps() reads chom_vps_load (readable by all) and reserves with an advisory lock: it needs no
+-- chom_pick_vps() reads chom.vps_load (readable by all) and reserves with an advisory lock: it needs no
 -- privilege of its owner. Its NULL-able filters make every custom plan look cheaper than the generic one:
 -- plan it once.
 ALTER FUNCTION chom_pick_vps(integer, integer, text, text)
@@ -35,16 +36,16 @@ ALTER FUNCTION chom_pick_vps(integer, integer, text, text)
 -- SET chom.install_on_create = off before CREATE EXTENSION defers it (the online path: chom_index_ddl() first).
 DO $chom$
 DECLARE
-    summary text;
+    created integer;
+    total integer;
 BEGIN
     IF NOT coalesce(current_setting('chom.install_on_create', true), 'on')::boolean THEN
         RAISE NOTICE 'chom: only chom''s functions were installed (chom.install_on_create is off)'
             USING HINT = 'Build the indexes with SELECT s FROM chom_index_ddl() s \gexec, then run SELECT * FROM chom_install();';
         RETURN;
     END IF;
-    SELECT string_agg(format('%s %s', n, action), ', ' ORDER BY action) INTO summary
-      FROM (SELECT split_part(action, ' ', 1) AS action, count(*) AS n FROM @extschema@.chom_install() GROUP BY 1) done;
-    RAISE NOTICE 'chom: installed on CHOM''s tables: %', summary
+    SELECT count(*) FILTER (WHERE action = 'created'), count(*) INTO created, total FROM @extschema@.chom_install();
+    RAISE NOTICE 'chom: installed on CHOM''s tables (% objects created, % in all)', created, total
         USING HINT = 'SELECT * FROM chom_status() lists every object chom manages.';
 EXCEPTION WHEN undefined_table OR undefined_column THEN
     RAISE NOTICE 'chom: only chom''s functions were installed: %', SQLERRM

@@ -2,7 +2,7 @@
 -- (2025_01_01_000000_add_critical_performance_indexes) and idx_tenants_cached_at of its cached-aggregates
 -- migration. chom_install() creates each one unless an equivalent index already exists: a valid, non-partial
 -- b-tree on the same table whose leading key columns are these (direction aside: a b-tree is read both ways).
-INSERT INTO chom_managed_index (name, table_name, key_columns, descending, query_shape) VALUES
+INSERT INTO chom.managed_index (name, table_name, key_columns, descending, query_shape) VALUES
   ('idx_sites_tenant_status',        'sites',           '{tenant_id,status}',                        '{}',           'WHERE tenant_id = ? AND status = ?'),
   ('idx_sites_tenant_created',       'sites',           '{tenant_id,created_at}',                    '{created_at}', 'WHERE tenant_id = ? ORDER BY created_at DESC'),
   ('idx_sites_vps_status',           'sites',           '{vps_id,status}',                           '{}',           'WHERE vps_id = ? AND status = ?'),

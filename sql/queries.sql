@@ -72,7 +72,7 @@ UPDATE {tenants}
 -- name: apply_vps_deltas
 -- A transaction's net change of live sites per VPS, on rows lock_vps locked. Every VPS has a row
 -- (chom_vps_registry adds them); a VPS without one is recounted instead.
-UPDATE {chom}.chom_vps_load l
+UPDATE {chom}.vps_load l
    SET live_sites = l.live_sites + d.sites
   FROM unnest($1::uuid[], $2::integer[]) AS d(id, sites)
  WHERE l.vps_id = d.id
@@ -80,7 +80,7 @@ RETURNING l.vps_id
 
 -- name: apply_vps_delta
 -- The same for a transaction that changed one VPS's count.
-UPDATE {chom}.chom_vps_load SET live_sites = live_sites + $2 WHERE vps_id = $1 RETURNING vps_id
+UPDATE {chom}.vps_load SET live_sites = live_sites + $2 WHERE vps_id = $1 RETURNING vps_id
 
 -- name: zero_tenants
 -- TRUNCATE sites: no tenant has a live site left (rows locked in id order, as every commit does).
@@ -90,15 +90,15 @@ UPDATE {tenants} t SET cached_sites_count = 0, cached_storage_mb = 0
  WHERE t.id = nonzero.id
 
 -- name: zero_vps
-UPDATE {chom}.chom_vps_load l SET live_sites = 0
-  FROM (SELECT z.vps_id FROM {chom}.chom_vps_load z WHERE z.live_sites <> 0
+UPDATE {chom}.vps_load l SET live_sites = 0
+  FROM (SELECT z.vps_id FROM {chom}.vps_load z WHERE z.live_sites <> 0
          ORDER BY z.vps_id FOR NO KEY UPDATE OF z) nonzero
  WHERE l.vps_id = nonzero.vps_id
 
 -- name: register_vps
 -- New or changed VPSes: copy the attributes chom_pick_vps() filters on (rows that did not change are not
 -- rewritten, so a health-check timestamp update costs nothing here). New VPSes start with no sites.
-INSERT INTO {chom}.chom_vps_load AS l
+INSERT INTO {chom}.vps_load AS l
        (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
 SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
   FROM {vps_servers} v
@@ -113,17 +113,27 @@ SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, 
                          excluded.spec_memory_mb, excluded.spec_disk_gb, excluded.region, excluded.provider)
 
 -- name: forget_all_vps
-DELETE FROM {chom}.chom_vps_load
+DELETE FROM {chom}.vps_load
+
+-- name: ensure_vps_rows
+-- A row for each VPS in $1 that has none (its count is set by recount_vps next, after the row is locked).
+INSERT INTO {chom}.vps_load AS l
+       (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
+SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
+  FROM {vps_servers} v
+ WHERE v.id = ANY ($1::uuid[])
+ ORDER BY v.id
+    ON CONFLICT (vps_id) DO NOTHING
 
 -- name: recount_vps
--- Recomputes chom_vps_load (count and attributes) for the VPSes in $1 (every VPS when NULL).
+-- Recomputes chom.vps_load (count and attributes) for the VPSes in $1 (every VPS when NULL).
 WITH live AS (
     SELECT s.vps_id, count(*) AS sites_count
       FROM {sites} s
      WHERE s.deleted_at IS NULL AND s.vps_id IS NOT NULL AND ($1::uuid[] IS NULL OR s.vps_id = ANY ($1::uuid[]))
      GROUP BY s.vps_id
 )
-INSERT INTO {chom}.chom_vps_load AS l
+INSERT INTO {chom}.vps_load AS l
        (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
 SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.health_status,
        v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
@@ -138,7 +148,7 @@ SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.healt
 
 -- name: forget_gone_vps
 -- Rows of VPSes that no longer exist, among those in $1 (all when NULL).
-DELETE FROM {chom}.chom_vps_load l
+DELETE FROM {chom}.vps_load l
  WHERE ($1::uuid[] IS NULL OR l.vps_id = ANY ($1::uuid[]))
    AND NOT EXISTS (SELECT FROM {vps_servers} v WHERE v.id = l.vps_id)
 
@@ -158,7 +168,7 @@ vps AS (
              IS DISTINCT FROM (v.status::text, v.allocation_type::text, v.health_status::text, v.spec_memory_mb,
                                v.spec_disk_gb, v.region::text, v.provider::text) AS stale_attributes
       FROM {vps_servers} v
-      LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
+      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
       LEFT JOIN pending p ON p.id = v.id
      WHERE ($1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])) AND v.id <> ALL ($7::uuid[])
 )
@@ -193,8 +203,8 @@ SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}')
   FROM (SELECT t.id FROM {tenants} t WHERE $1::uuid IS NULL OR t.id > $1::uuid ORDER BY t.id LIMIT $2) b
 
 -- name: lock_vps
--- Row locks on chom_vps_load, in id order (after the tenants, in the commit's lock order).
-SELECT l.vps_id FROM {chom}.chom_vps_load l WHERE l.vps_id = ANY ($1::uuid[]) ORDER BY l.vps_id FOR NO KEY UPDATE
+-- Row locks on chom.vps_load, in id order (after the tenants, in the commit's lock order).
+SELECT l.vps_id FROM {chom}.vps_load l WHERE l.vps_id = ANY ($1::uuid[]) ORDER BY l.vps_id FOR NO KEY UPDATE
 
 -- name: tenant_stats
 SELECT t.cached_sites_count, t.cached_storage_mb, t.cached_at,
@@ -210,10 +220,10 @@ SELECT coalesce((SELECT sites_count FROM live), 0)::integer, coalesce((SELECT st
 
 -- name: pick_vps
 -- Eligible VPSes, least loaded first, after ($6, $7) in (live_sites, vps_id) order, at most $8: a walk along
--- chom_vps_load_pick (active, shared VPSes by load) that stops once it has $8 rows passing the other
+-- chom.vps_load_pick (active, shared VPSes by load) that stops once it has $8 rows passing the other
 -- filters. Ties on load go to the smallest id.
 SELECT l.vps_id, l.live_sites
-  FROM {chom}.chom_vps_load l
+  FROM {chom}.vps_load l
  WHERE l.status = 'active' AND l.allocation_type = 'shared' AND l.health_status = ANY ($1::text[])
    AND ($2::integer IS NULL OR l.spec_memory_mb >= $2::integer)
    AND ($3::integer IS NULL OR l.spec_disk_gb >= $3::integer)
@@ -225,12 +235,12 @@ SELECT l.vps_id, l.live_sites
 
 -- name: pick_vps_overlay
 -- The same for a transaction with pending VPS changes: attributes from vps_servers itself (its own writes
--- included), loads from chom_vps_load with the pending changes laid over them ($6, $7 pending ids and changes,
+-- included), loads from chom.vps_load with the pending changes laid over them ($6, $7 pending ids and changes,
 -- $8 counts restart from zero, $9 VPSes recounted at commit), every eligible VPS, least loaded first.
 WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites))
 SELECT v.id
   FROM {vps_servers} v
-  LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
+  LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
   LEFT JOIN pending p ON p.id = v.id
  WHERE v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
    AND ($2::integer IS NULL OR v.spec_memory_mb >= $2::integer)
@@ -251,7 +261,7 @@ vps AS (
            CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
            v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[]) AS eligible
       FROM {vps_servers} v
-      LEFT JOIN {chom}.chom_vps_load l ON l.vps_id = v.id
+      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
       LEFT JOIN pending p ON p.id = v.id
      WHERE v.id <> ALL ($5::uuid[])
     UNION ALL
@@ -264,24 +274,25 @@ vps AS (
 SELECT id, hostname, live_sites::bigint, eligible FROM vps ORDER BY live_sites, id
 
 -- name: index_usage
--- The indexes serving chom's catalogue (chom's own, or the equivalent it reused) with their usage, then the
--- other indexes a chom index makes redundant: non-unique, key columns a strict left prefix of a chom index's.
+-- The indexes serving chom's catalogue ($2: for each catalogue index in $3, chom's own or the equivalent it
+-- reuses) with their usage, then the other indexes of CHOM's schema ($1) that a serving index makes redundant:
+-- non-unique, key columns a strict left prefix of the catalogue's.
 WITH serving AS (
-    SELECT coalesce(i.reused_index, m.name) AS index_name, m.table_name, m.key_columns
-      FROM {chom}.chom_managed_index m
-      JOIN {chom}.chom_installed i ON i.kind = 'index' AND i.name = m.name
+    SELECT u.index_name, m.table_name, m.key_columns
+      FROM unnest($2::text[], $3::text[]) AS u(index_name, catalogue_name)
+      JOIN {chom}.managed_index m ON m.name = u.catalogue_name
 ),
 indexes AS (
     SELECT c.relname::text AS index_name, t.relname::text AS table_name,
            coalesce(s.idx_scan, 0) AS scans, coalesce(s.idx_tup_read, 0) AS tuples_read,
            pg_catalog.pg_relation_size(c.oid) AS size_bytes, x.indisunique,
-           {chom}.chom_index_key_columns(c.oid) AS keys
+           {chom}.index_key_columns(c.oid) AS keys
       FROM pg_catalog.pg_index x
       JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
       JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
-      JOIN {chom}.chom_installed target ON target.kind = 'schema' AND target.name = n.nspname
       LEFT JOIN pg_catalog.pg_stat_all_indexes s ON s.indexrelid = c.oid
+     WHERE n.nspname = $1
 )
 SELECT i.index_name, i.table_name, i.scans, i.tuples_read, i.size_bytes, i.scans = 0, NULL::text
   FROM indexes i

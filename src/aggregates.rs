@@ -1,5 +1,5 @@
 //! Aggregate maintenance: the statement-level AFTER triggers on `sites` and `vps_servers` that keep
-//! `tenants.cached_sites_count`, `tenants.cached_storage_mb` and `chom_vps_load` exact for every kind of write,
+//! `tenants.cached_sites_count`, `tenants.cached_storage_mb` and `chom.vps_load` exact for every kind of write,
 //! and the commit-time application of a transaction's changes.
 //!
 //! Each statement's transition tables are read straight from their tuplestores (no SPI query, no plan) and
@@ -275,16 +275,27 @@ fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
         }
     };
     // a VPS without a row (its registry trigger was bypassed) and the VPSes marked for it are recounted
-    let recount: BTreeSet<UuidBytes> =
-        deltas.keys().filter(|id| !updated.contains(*id)).chain(recounts.iter()).copied().collect();
+    let recount: Vec<Uuid> = deltas
+        .keys()
+        .filter(|id| !updated.contains(*id))
+        .chain(recounts.iter())
+        .copied()
+        .collect::<BTreeSet<UuidBytes>>()
+        .into_iter()
+        .map(Uuid::from_bytes)
+        .collect();
     if !recount.is_empty() {
-        execute(
-            client,
-            &queries::sql(target, Query::RecountVps),
-            &[UUID_ARRAY],
-            &[uuid_array(recount.iter().copied())],
-        );
-        execute(client, &queries::sql(target, Query::ForgetGoneVps), &[UUID_ARRAY], &[uuid_array(recount.into_iter())]);
+        recount_vps(client, target, &recount);
+    }
+}
+
+/// Recounts the VPSes' live sites into chom.vps_load. A VPS without a row gets one first (with no count), and
+/// the rows are locked before the count, in a statement of its own: a concurrent commit that changed the
+/// VPS has then either finished (and its sites are counted) or not started its change (and adds it on top).
+/// Counting first and inserting the row on conflict would let two such recounts overwrite each other.
+pub fn recount_vps(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid]) {
+    for query in [Query::EnsureVpsRows, Query::LockVps, Query::RecountVps, Query::ForgetGoneVps] {
+        execute(client, &queries::sql(target, query), &[UUID_ARRAY], &[ids.to_vec().into()]);
     }
 }
 
@@ -327,7 +338,7 @@ fn chom_sites_aggregates<'a>(
 }
 
 /// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `vps_servers`: every
-/// VPS has a row in chom_vps_load, with the attributes chom_pick_vps() filters on, so the pick finds VPSes that
+/// VPS has a row in chom.vps_load, with the attributes chom_pick_vps() filters on, so the pick finds VPSes that
 /// have no sites yet and sees status, health and size changes. The VPSes a statement touched are recorded
 /// and their rows refreshed at commit, in the same lock order as the counts.
 #[pg_trigger]

@@ -1,6 +1,6 @@
-//! The objects chom manages on CHOM's tables, as data: the index catalogue (the `chom_managed_index` table,
-//! filled by sql/managed_indexes.sql) and the trigger list below, and the catalogue look-ups that decide whether
-//! an index is there, is equivalent to one chom wants, or is broken.
+//! The objects chom manages on CHOM's tables, as data: the index catalogue (the `chom.managed_index` table,
+//! filled by sql/managed_indexes.sql), the cached columns and the triggers below, the comments that mark what
+//! chom added, and the DDL for each of them.
 
 use crate::target::Target;
 use pgrx::spi::quote_identifier;
@@ -9,27 +9,44 @@ use pgrx::spi::quote_identifier;
 /// with a managed name that somebody else made (CHOM's own migration, say) is never taken for chom's.
 pub const INDEX_MARKER: &str = "managed by chom: see chom_status()";
 
+/// The comment chom puts on the cached columns it adds to `tenants` (the application's own are left as they
+/// are, and kept by chom_uninstall()).
+pub const COLUMN_MARKER: &str = "managed by chom: added by chom_install(), dropped by chom_uninstall()";
+
+/// The comments on chom's sites INSERT trigger: whether chom set `tenants`' fillfactor (and so resets it on
+/// uninstall) or left the table's own setting alone. Kept in the schema, so a schema-only dump keeps it.
+pub const TRIGGER_MARKER: &str = "managed by chom: see chom_status()";
+pub const TRIGGER_MARKER_FILLFACTOR: &str = "managed by chom: see chom_status(); chom set tenants' fillfactor";
+
+/// The trigger that carries [`TRIGGER_MARKER`] or [`TRIGGER_MARKER_FILLFACTOR`].
+pub const MARKED_TRIGGER: &str = "chom_sites_insert";
+
+/// The cached aggregate columns chom adds to `tenants` (or adopts, when the application's migration added
+/// them), with their definition and the types chom accepts.
+#[derive(Debug, PartialEq)]
+pub struct CachedColumn {
+    pub name: &'static str,
+    pub definition: &'static str,
+    pub accepted_types: &'static [&'static str],
+}
+
+pub const CACHED_COLUMNS: &[CachedColumn] = &[
+    CachedColumn { name: "cached_storage_mb", definition: "bigint NOT NULL DEFAULT 0", accepted_types: &["bigint"] },
+    CachedColumn { name: "cached_sites_count", definition: "integer NOT NULL DEFAULT 0", accepted_types: &["integer"] },
+    CachedColumn {
+        name: "cached_at",
+        definition: "timestamp(0) without time zone NULL",
+        accepted_types: &["timestamp without time zone"],
+    },
+];
+
 /// One index of the catalogue.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ManagedIndex {
     pub name: String,
     pub table: String,
     pub key_columns: Vec<String>,
     pub descending: Vec<String>,
-}
-
-/// What is found in the catalogue under a managed index's name.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Named {
-    Absent,
-    /// an index on the managed table; `marked` when it carries [`INDEX_MARKER`]
-    Index {
-        valid: bool,
-        marked: bool,
-        same_keys: bool,
-    },
-    /// a relation of that name that is not an index on the managed table
-    Other,
 }
 
 impl ManagedIndex {
@@ -52,6 +69,10 @@ impl ManagedIndex {
         )
     }
 
+    pub fn drop_sql(&self, target: &Target, concurrently: bool) -> String {
+        format!("DROP INDEX {}{}", if concurrently { "CONCURRENTLY IF EXISTS " } else { "" }, self.qualified(target))
+    }
+
     /// `"schema"."index"`.
     pub fn qualified(&self, target: &Target) -> String {
         format!("{}.{}", quote_identifier(&target.schema), quote_identifier(&self.name))
@@ -60,92 +81,24 @@ impl ManagedIndex {
     pub fn mark_sql(&self, target: &Target) -> String {
         format!("COMMENT ON INDEX {} IS '{INDEX_MARKER}'", self.qualified(target))
     }
-
-    /// The first column of the index that the table lacks, or the table itself when it is missing.
-    pub fn missing_prerequisite(&self, target: &Target) -> Option<String> {
-        if !crate::target::table_exists(target, &self.table) {
-            return Some(format!("table {} does not exist", target.table(&self.table)));
-        }
-        self.key_columns
-            .iter()
-            .find(|c| crate::target::column_type(target, &self.table, c).is_none())
-            .map(|c| format!("column {}.{} does not exist", target.table(&self.table), quote_identifier(c)))
-    }
-
-    /// What has this index's name in CHOM's schema.
-    pub fn named(&self, target: &Target) -> Named {
-        let sql = format!(
-            "SELECT t.relname = $3 AND c.relkind = 'i', i.indisvalid AND i.indisready, \
-                    coalesce(pg_catalog.obj_description(c.oid, 'pg_class') = $4, false), \
-                    {chom}.chom_index_key_columns(c.oid) = $5::text[] AND i.indpred IS NULL \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid \
-             LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid \
-             WHERE n.nspname = $1 AND c.relname = $2",
-            chom = quote_identifier(&target.extension_schema)
-        );
-        let args = [
-            target.schema.clone().into(),
-            self.name.clone().into(),
-            self.table.clone().into(),
-            INDEX_MARKER.into(),
-            self.key_columns.clone().into(),
-        ];
-        let found = crate::db::rows(&sql, &args, |row| {
-            if !row.get::<bool>(1).unwrap_or(false) {
-                return Named::Other;
-            }
-            Named::Index {
-                valid: row.get(2).unwrap_or(false),
-                marked: row.get(3).unwrap_or(false),
-                same_keys: row.get(4).unwrap_or(false),
-            }
-        });
-        found.into_iter().next().unwrap_or(Named::Absent)
-    }
-
-    /// Another valid, non-partial b-tree index on the same table whose leading key columns are this one's
-    /// (direction aside: a b-tree is scanned both ways), the shortest such first.
-    pub fn equivalent(&self, target: &Target) -> Option<String> {
-        let sql = format!(
-            "SELECT ic.relname::text FROM pg_catalog.pg_index i \
-             JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
-             JOIN pg_catalog.pg_class t ON t.oid = i.indrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
-             JOIN pg_catalog.pg_am am ON am.oid = ic.relam \
-             WHERE n.nspname = $1 AND t.relname = $2 AND ic.relname <> $3 \
-               AND i.indisvalid AND i.indisready AND i.indpred IS NULL AND am.amname = 'btree' \
-               AND ({chom}.chom_index_key_columns(i.indexrelid))[1:pg_catalog.cardinality($4::text[])] = $4::text[] \
-             ORDER BY i.indnkeyatts, ic.relname LIMIT 1",
-            chom = quote_identifier(&target.extension_schema)
-        );
-        crate::db::one(
-            &sql,
-            &[
-                target.schema.clone().into(),
-                self.table.clone().into(),
-                self.name.clone().into(),
-                self.key_columns.clone().into(),
-            ],
-        )
-    }
 }
 
 /// The whole index catalogue, in a stable order.
-pub fn managed_indexes(extension_schema: &str) -> Vec<ManagedIndex> {
+pub fn managed_indexes() -> Vec<ManagedIndex> {
     let sql = format!(
-        "SELECT name, table_name, key_columns, descending FROM {}.chom_managed_index ORDER BY table_name, name",
-        quote_identifier(extension_schema)
+        "SELECT name, table_name, key_columns, descending FROM {}.managed_index ORDER BY table_name, name",
+        crate::target::CHOM_SCHEMA
     );
     crate::db::rows(&sql, &[], |row| ManagedIndex {
-        name: row.get(1).unwrap_or_default(),
-        table: row.get(2).unwrap_or_default(),
-        key_columns: row.get(3).unwrap_or_default(),
-        descending: row.get(4).unwrap_or_default(),
+        name: row.required(1),
+        table: row.required(2),
+        key_columns: row.required(3),
+        descending: row.required(4),
     })
 }
 
 /// A statement-level trigger chom puts on one of CHOM's tables.
+#[derive(Debug, PartialEq)]
 pub struct ManagedTrigger {
     pub name: &'static str,
     pub table: &'static str,
@@ -228,15 +181,12 @@ impl ManagedTrigger {
         )
     }
 
-    /// `Some(enabled)` when the trigger exists on its table.
-    pub fn enabled(&self, target: &Target) -> Option<bool> {
-        crate::db::one(
-            "SELECT tg.tgenabled <> 'D' FROM pg_catalog.pg_trigger tg \
-                 JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND tg.tgname = $3",
-            &[target.schema.clone().into(), self.table.into(), self.name.into()],
-        )
+    pub fn on(&self, target: &Target) -> String {
+        format!("{} ON {}", self.name, target.table(self.table))
+    }
+
+    pub fn by_name(name: &str) -> &'static ManagedTrigger {
+        TRIGGERS.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no managed trigger {name}"))
     }
 }
 
@@ -248,10 +198,10 @@ mod tests {
 
     #[pg_test]
     fn the_catalogue_holds_the_seed_indexes_and_cached_at() {
-        assert_eq!(count("SELECT count(*) FROM chom_managed_index"), 21);
-        assert_eq!(count("SELECT count(*) FROM chom_managed_index WHERE name = 'idx_tenants_cached_at'"), 1);
+        assert_eq!(count("SELECT count(*) FROM chom.managed_index"), 21);
+        assert_eq!(count("SELECT count(*) FROM chom.managed_index WHERE name = 'idx_tenants_cached_at'"), 1);
         assert_eq!(
-            count("SELECT count(*) FROM chom_managed_index WHERE descending = '{created_at}'"),
+            count("SELECT count(*) FROM chom.managed_index WHERE descending = '{created_at}'"),
             4,
             "the chronological listings are newest first"
         );
@@ -263,10 +213,14 @@ mod tests {
         let reused = count("SELECT count(*) FROM chom_install() WHERE kind = 'index' AND action LIKE 'reused %'");
         assert_eq!(reused, 3);
         let reused_names: Vec<String> = Spi::connect(|c| {
-            c.select("SELECT name || '=' || reused_index FROM chom_installed WHERE origin = 'reused' AND kind = 'index' ORDER BY 1", None, &[])
-                .unwrap()
-                .map(|r| r.get::<String>(1).unwrap().unwrap())
-                .collect()
+            c.select(
+                "SELECT name || '=' || detail FROM chom_status() WHERE kind = 'index' AND state = 'reused' ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
         });
         assert_eq!(
             reused_names,
@@ -276,11 +230,11 @@ mod tests {
                 "idx_vps_alloc_vps_tenant=vps_allocations_vps_id_tenant_id_unique",
             ]
         );
-        assert_eq!(count("SELECT count(*) FROM chom_installed WHERE kind = 'index' AND origin = 'created'"), 18);
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE kind = 'index' AND state = 'installed'"), 18);
         // no two valid indexes of a table share their key columns
         assert_eq!(
             count(
-                "SELECT count(*) FROM (SELECT indrelid, chom_index_key_columns(indexrelid) k FROM pg_index i \
+                "SELECT count(*) FROM (SELECT indrelid, chom.index_key_columns(indexrelid) k FROM pg_index i \
                  JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = 'public' GROUP BY 1, 2 HAVING count(*) > 1) d"
             ),

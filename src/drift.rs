@@ -56,7 +56,7 @@ pub fn chom_cache_drift() -> TableIterator<
     TableIterator::new(tenant_drift(&target, None))
 }
 
-/// Every VPS whose maintained live-site count (chom_vps_load) differs from a recount; `cached_live_sites` is
+/// Every VPS whose maintained live-site count (chom.vps_load) differs from a recount; `cached_live_sites` is
 /// NULL when the VPS has no row at all. Empty when every count is exact.
 #[pg_extern(stable, parallel_safe)]
 pub fn chom_vps_drift(
@@ -89,8 +89,7 @@ pub fn chom_repair_drift() -> i64 {
         });
         let still: Vec<Uuid> = vps_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
         if !still.is_empty() {
-            let recount = queries::sql(&target, Query::RecountVps);
-            crate::db::run(&recount, &[still.clone().into()]);
+            Spi::connect_mut(|client| crate::aggregates::recount_vps(client, &target, &still));
             pending::recounted(&target, &[], &still);
             fixed += still.len() as i64;
         }

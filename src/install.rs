@@ -1,298 +1,192 @@
 //! Installing chom on CHOM's tables and removing it again: chom_install(), chom_uninstall(), chom_index_ddl().
+//! Each inspects the schema once ([`crate::inspect`]) and acts on the one decision of [`crate::control`].
 //!
 //! Lock order (both directions, documented in the README): sites, vps_servers, then tenants. Site writers take
 //! sites before tenants too, so an install waits for them instead of deadlocking with them.
 
-use crate::catalog::{self, ManagedIndex, Named};
+use crate::catalog::{self, ManagedIndex, ManagedTrigger};
+use crate::control::{self, IndexDdl, Step, UninstallStep};
 use crate::queries::{self, Query};
-use crate::target::{self, Target, CACHED_COLUMNS};
+use crate::target::{self, Target, CHOM_SCHEMA};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
+use pgrx::PgSqlErrorCode;
 
 fn run(sql: &str) {
     crate::db::run(sql, &[]);
-}
-
-fn record(target: &Target, kind: &str, name: &str, table: Option<&str>, origin: &str, reused: Option<&str>) {
-    let sql = format!(
-        "INSERT INTO {}.chom_installed (kind, name, table_name, origin, reused_index) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (kind, name) DO NOTHING",
-        quote_identifier(&target.extension_schema)
-    );
-    crate::db::run(&sql, &[kind.into(), name.into(), table.into(), origin.into(), reused.into()]);
-}
-
-/// How chom_install() recorded an object in chom_installed (`created` or `reused`), None when it did not.
-pub(crate) fn recorded(target: &Target, kind: &str, name: &str) -> Option<String> {
-    let sql = format!(
-        "SELECT origin FROM {}.chom_installed WHERE kind = $1 AND name = $2",
-        quote_identifier(&target.extension_schema)
-    );
-    crate::db::one(&sql, &[kind.into(), name.into()])
-}
-
-fn depends_on_extension(kind: &str, object: &str) {
-    run(&format!("ALTER {kind} {object} DEPENDS ON EXTENSION chom"));
 }
 
 fn lock_tables(target: &Target) {
     run(&format!("LOCK TABLE {}, {} IN SHARE ROW EXCLUSIVE MODE", target.table("sites"), target.table("vps_servers")));
 }
 
-/// Installs everything chom manages on CHOM's tables, in one transaction: the cached aggregate columns on
-/// `tenants` (filled by one set-based pass, after giving the table room for HOT updates), the per-VPS load
-/// table, the managed indexes (reusing equivalent ones) and the triggers. Idempotent; each row says what was done: `created`, `exists`, `reused <index>` or
-/// `skipped <why>`. Errors name what is missing or mistyped (42P01, 42703, 42804) and leave nothing behind.
-#[pg_extern(volatile, parallel_unsafe)]
-pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
-    let target = target::installed().or_else(target::discover).unwrap_or_else(|| {
+/// The schema to install on: where chom is installed, or else where CHOM's tables are found.
+fn install_target() -> Target {
+    target::installed().or_else(target::discover).unwrap_or_else(|| {
         crate::errors::raise(
-            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             "chom cannot be installed: no tenants table was found",
             Some("Create CHOM's tables (or restore them) first, or SET chom.target_schema to their schema."),
         )
-    });
+    })
+}
+
+/// Installs everything chom manages on CHOM's tables, in one transaction: the cached aggregate columns on
+/// `tenants` (filled by one set-based pass, after giving the table room for HOT updates), the per-VPS loads,
+/// the managed indexes (reusing equivalent ones, rebuilding chom's INVALID ones) and the triggers. Idempotent,
+/// and the way back from every state chom_status() reports; each row says what was done: `created`, `exists`,
+/// `reused <index>`, `enabled`, `filled`, `skipped (<why>)`. Errors name what is missing or mistyped (42P01,
+/// 42703, 42804) and leave nothing behind.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
+    let target = install_target();
     target::check_required(&target);
     lock_tables(&target);
     target::forget_installed();
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    let first_install = target::installed().is_none();
-    record(&target, "schema", &target.schema, None, "created", None);
-
-    // Columns: add the missing ones in one ALTER (ACCESS EXCLUSIVE on tenants for a moment, no rewrite).
-    let mut added = Vec::new();
-    for (column, definition, _) in CACHED_COLUMNS {
-        if target::column_type(&target, "tenants", column).is_none() {
-            added.push(format!("ADD COLUMN {} {definition}", quote_identifier(column)));
-            record(&target, "column", column, Some("tenants"), "created", None);
-            rows.push(("column".into(), format!("tenants.{column}"), "created".into()));
-        } else if recorded(&target, "column", column).is_none() {
-            record(&target, "column", column, Some("tenants"), "reused", None);
-            rows.push(("column".into(), format!("tenants.{column}"), "reused (already present)".into()));
-        } else {
-            rows.push(("column".into(), format!("tenants.{column}"), "exists".into()));
-        }
+    let states = control::classify(&crate::inspect::inspect(&target));
+    let plan = control::plan_install(&states, crate::settings::TENANTS_FILLFACTOR.get());
+    for step in &plan.steps {
+        apply(&target, step);
     }
-    if !added.is_empty() {
-        run(&format!("ALTER TABLE {} {}", target.table("tenants"), added.join(", ")));
-    }
-    let fillfactor = install_fillfactor(&target);
-    rows.push(("storage".into(), "tenants.fillfactor".into(), fillfactor));
-    if first_install {
-        // Exact from the start: every tenant recounted while sites writers wait on the lock taken above.
-        crate::db::run(&queries::sql(&target, Query::RecountTenants), &[Option::<Vec<pgrx::Uuid>>::None.into()]);
-        crate::db::run(&queries::sql(&target, Query::RecountVps), &[Option::<Vec<pgrx::Uuid>>::None.into()]);
-        crate::db::run(&queries::sql(&target, Query::ForgetGoneVps), &[Option::<Vec<pgrx::Uuid>>::None.into()]);
-        rows.push(("table".into(), "chom_vps_load".into(), "filled".into()));
-    }
-
-    for index in catalog::managed_indexes(&target.extension_schema) {
-        let action = install_index(&target, &index);
-        rows.push(("index".into(), index.name.clone(), action));
-    }
-
-    for trigger in catalog::TRIGGERS {
-        let action = if trigger.enabled(&target).is_some() {
-            "exists"
-        } else {
-            run(&trigger.create_sql(&target));
-            depends_on_extension("TRIGGER", &format!("{} ON {}", trigger.name, target.table(trigger.table)));
-            "created"
-        };
-        record(&target, "trigger", trigger.name, Some(trigger.table), "created", None);
-        rows.push(("trigger".into(), trigger.name.into(), action.into()));
-    }
+    target::forget_installed();
+    let rows: Vec<(String, String, String)> =
+        plan.report.into_iter().map(|(kind, name, action)| (kind.to_string(), name, action.to_string())).collect();
     TableIterator::new(rows)
 }
 
-/// Gives `tenants` room on every page for new row versions (chom.tenants_fillfactor), so that the triggers'
-/// counter updates stay HOT (no index entries) even when one statement changes many tenants of one page. Set
-/// before the first fill, which rewrites every tenant row and so lays the table out with that room at no extra
-/// cost. A fillfactor the table already has is the DBA's and is kept; chom_uninstall() resets only its own.
-fn install_fillfactor(target: &Target) -> String {
-    let wanted = crate::settings::TENANTS_FILLFACTOR.get();
-    match (recorded(target, "storage", "fillfactor").as_deref(), target::fillfactor(target, "tenants")) {
-        (Some("created"), Some(None)) if wanted < 100 => {
-            set_fillfactor(target, wanted);
-            format!("set to {wanted} again (it had been reset)")
-        }
-        (Some(_), current) => format!("exists ({})", current.flatten().unwrap_or(100)),
-        (None, None) => "skipped (partitioned table: set fillfactor on its partitions)".into(),
-        (None, Some(Some(own))) => {
-            record(target, "storage", "fillfactor", Some("tenants"), "reused", None);
-            format!("kept ({own}, the table's own setting)")
-        }
-        (None, Some(None)) if wanted >= 100 => {
-            record(target, "storage", "fillfactor", Some("tenants"), "reused", None);
-            "kept (100: chom.tenants_fillfactor = 100)".into()
-        }
-        (None, Some(None)) => {
-            set_fillfactor(target, wanted);
-            record(target, "storage", "fillfactor", Some("tenants"), "created", None);
-            format!("set to {wanted} (room for HOT updates of the cached aggregates)")
-        }
-    }
-}
-
-fn set_fillfactor(target: &Target, fillfactor: i32) {
-    run(&format!("ALTER TABLE {} SET (fillfactor = {fillfactor})", target.table("tenants")));
+fn depends_on_extension(kind: &str, object: &str) {
+    run(&format!("ALTER {kind} {object} DEPENDS ON EXTENSION chom"));
 }
 
 fn create_index(target: &Target, index: &ManagedIndex) {
     run(&index.create_sql(target, false));
     run(&index.mark_sql(target));
-}
-
-/// Creates, adopts, reuses or skips one catalogue index; returns the action for chom_install()'s report.
-fn install_index(target: &Target, index: &ManagedIndex) -> String {
-    if let Some(why) = index.missing_prerequisite(target) {
-        return format!("skipped ({why})");
-    }
-    let mut action = "created".to_string();
-    match index.named(target) {
-        Named::Other => {
-            return format!("skipped (a relation named {} exists and is not this index)", index.name);
-        }
-        Named::Index { valid: true, marked, same_keys } => {
-            if marked || recorded(target, "index", &index.name).as_deref() == Some("created") {
-                // built by chom_install() or by chom_index_ddl() (the online path): chom's own
-                record(target, "index", &index.name, Some(&index.table), "created", None);
-                depends_on_extension("INDEX", &index.qualified(target));
-                return "exists".into();
-            }
-            if !same_keys {
-                return format!("skipped (an index named {} with other key columns exists)", index.name);
-            }
-            record(target, "index", &index.name, Some(&index.table), "reused", Some(&index.name));
-            return format!("reused {}", index.name);
-        }
-        Named::Index { valid: false, marked: true, .. } => {
-            // a concurrent build of chom's that failed: rebuild it
-            run(&format!("DROP INDEX {}", index.qualified(target)));
-            action = "created (replaced an INVALID index left by a failed concurrent build)".into();
-        }
-        Named::Index { valid: false, marked: false, .. } => {
-            return format!("skipped (index {} is INVALID; drop or REINDEX it, then install again)", index.name);
-        }
-        Named::Absent => {
-            if let Some(equivalent) = index.equivalent(target) {
-                record(target, "index", &index.name, Some(&index.table), "reused", Some(&equivalent));
-                return format!("reused {equivalent}");
-            }
-        }
-    }
-    create_index(target, index);
     depends_on_extension("INDEX", &index.qualified(target));
-    record(target, "index", &index.name, Some(&index.table), "created", None);
-    action
 }
 
-/// Removes exactly what chom_install() added: the triggers, the indexes chom created (never reused ones), the
-/// cached columns unless they were there before, the fillfactor chom gave `tenants`, and chom's per-VPS
-/// counts. Afterwards `DROP EXTENSION chom` succeeds and CHOM's schema is as it was. Returns one row per object with `dropped` or `kept (...)`.
+fn apply(target: &Target, step: &Step) {
+    let tenants = target.table("tenants");
+    match step {
+        Step::AddColumns(columns) => {
+            let added: Vec<String> =
+                columns.iter().map(|c| format!("ADD COLUMN {} {}", quote_identifier(c.name), c.definition)).collect();
+            run(&format!("ALTER TABLE {tenants} {}", added.join(", ")));
+            for column in columns {
+                let comment = quote_literal(catalog::COLUMN_MARKER);
+                run(&format!("COMMENT ON COLUMN {tenants}.{} IS {comment}", quote_identifier(column.name)));
+            }
+        }
+        Step::SetFillfactor(fillfactor) => run(&format!("ALTER TABLE {tenants} SET (fillfactor = {fillfactor})")),
+        Step::Fill => {
+            // exact from here on: every tenant and VPS recounted while sites writers wait on the install's lock
+            let all = || Option::<Vec<pgrx::Uuid>>::None.into();
+            crate::db::run(&queries::sql(target, Query::RecountTenants), &[all()]);
+            crate::db::run(&queries::sql(target, Query::RecountVps), &[all()]);
+            crate::db::run(&queries::sql(target, Query::ForgetGoneVps), &[all()]);
+        }
+        Step::CreateIndex(index) => create_index(target, index),
+        Step::RebuildIndex(index) => {
+            run(&index.drop_sql(target, false));
+            create_index(target, index);
+        }
+        Step::AdoptIndex(index) => depends_on_extension("INDEX", &index.qualified(target)),
+        Step::CreateTrigger(trigger) => {
+            run(&trigger.create_sql(target));
+            depends_on_extension("TRIGGER", &trigger.on(target));
+        }
+        Step::EnableTrigger(trigger) => {
+            run(&format!("ALTER TABLE {} ENABLE TRIGGER {}", target.table(trigger.table), trigger.name))
+        }
+        Step::MarkTrigger { fillfactor_by_chom } => {
+            let marker = if *fillfactor_by_chom { catalog::TRIGGER_MARKER_FILLFACTOR } else { catalog::TRIGGER_MARKER };
+            let trigger = ManagedTrigger::by_name(catalog::MARKED_TRIGGER);
+            run(&format!("COMMENT ON TRIGGER {} IS {}", trigger.on(target), quote_literal(marker)));
+        }
+    }
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Removes exactly what chom_install() added, as CHOM's schema itself records it: the triggers, the indexes
+/// chom built (never reused ones), the cached columns chom added (never the application's), the fillfactor chom
+/// gave `tenants`, and chom's per-VPS loads. Afterwards `DROP EXTENSION chom` succeeds and CHOM's schema is as
+/// it was. Returns one row per object with `dropped`, `reset` or `emptied`.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
     let Some(target) = target::installed() else {
         pgrx::notice!("chom is not installed on CHOM's tables: nothing to remove");
+        crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
         return TableIterator::new(Vec::new());
     };
     // what this transaction's writes would still apply at commit goes with the triggers and columns
     crate::pending::discard();
+    lock_tables(&target);
+    let states = control::classify(&crate::inspect::inspect(&target));
     let mut rows: Vec<(String, String, String)> = Vec::new();
-    let sites_exist = target::table_exists(&target, "sites");
-    if sites_exist && target::table_exists(&target, "vps_servers") {
-        lock_tables(&target);
-    }
-    for trigger in catalog::TRIGGERS {
-        if trigger.enabled(&target).is_some() {
-            run(&format!("DROP TRIGGER {} ON {}", trigger.name, target.table(trigger.table)));
-            rows.push(("trigger".into(), trigger.name.into(), "dropped".into()));
+    let tenants = target.table("tenants");
+    for step in control::plan_uninstall(&states) {
+        match step {
+            UninstallStep::DropTrigger(trigger) => {
+                run(&format!("DROP TRIGGER {}", trigger.on(&target)));
+                rows.push(("trigger".into(), trigger.name.into(), "dropped".into()));
+            }
+            UninstallStep::DropIndex(index) => {
+                run(&index.drop_sql(&target, false));
+                rows.push(("index".into(), index.name, "dropped".into()));
+            }
+            UninstallStep::DropColumns(columns) => {
+                let dropped: Vec<String> =
+                    columns.iter().map(|c| format!("DROP COLUMN {}", quote_identifier(c.name))).collect();
+                run(&format!("ALTER TABLE {tenants} {}", dropped.join(", ")));
+                rows.extend(columns.iter().map(|c| ("column".into(), format!("tenants.{}", c.name), "dropped".into())));
+            }
+            UninstallStep::ResetFillfactor => {
+                run(&format!("ALTER TABLE {tenants} RESET (fillfactor)"));
+                rows.push(("storage".into(), "tenants.fillfactor".into(), "reset".into()));
+            }
         }
     }
-    let sql = format!(
-        "SELECT kind, name, origin, reused_index FROM {}.chom_installed WHERE kind IN ('index', 'column', 'storage') \
-         ORDER BY kind DESC, name",
-        quote_identifier(&target.extension_schema)
-    );
-    let installed: Vec<(String, String, String, Option<String>)> = crate::db::rows(&sql, &[], |row| {
-        (row.get(1).unwrap_or_default(), row.get(2).unwrap_or_default(), row.get(3).unwrap_or_default(), row.get(4))
-    });
-    let mut dropped_columns = Vec::new();
-    let tenants_exist = target::table_exists(&target, "tenants");
-    for (kind, name, origin, reused) in installed {
-        match (kind.as_str(), origin.as_str()) {
-            ("storage", "created") => {
-                if tenants_exist {
-                    run(&format!("ALTER TABLE {} RESET ({})", target.table("tenants"), quote_identifier(&name)));
-                }
-                rows.push(("storage".into(), format!("tenants.{name}"), "reset".into()));
-            }
-            ("storage", _) => rows.push(("storage".into(), format!("tenants.{name}"), "kept (not chom's)".into())),
-            ("index", "created") => {
-                run(&format!("DROP INDEX IF EXISTS {}.{}", quote_identifier(&target.schema), quote_identifier(&name)));
-                rows.push(("index".into(), name, "dropped".into()));
-            }
-            ("index", _) => rows.push(("index".into(), name, format!("kept (reused {})", reused.unwrap_or_default()))),
-            ("column", "created") => {
-                dropped_columns.push(format!("DROP COLUMN IF EXISTS {}", quote_identifier(&name)));
-                rows.push(("column".into(), format!("tenants.{name}"), "dropped".into()));
-            }
-            _ => rows.push(("column".into(), format!("tenants.{name}"), "kept (was there before chom)".into())),
-        }
-    }
-    if !dropped_columns.is_empty() && tenants_exist {
-        run(&format!("ALTER TABLE {} {}", target.table("tenants"), dropped_columns.join(", ")));
-    }
-    let chom = quote_identifier(&target.extension_schema);
-    run(&format!("DELETE FROM {chom}.chom_vps_load"));
-    run(&format!("DELETE FROM {chom}.chom_installed"));
+    crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
     target::forget_installed();
-    rows.push(("table".into(), "chom_vps_load".into(), "emptied".into()));
+    rows.push(("table".into(), "chom.vps_load".into(), "emptied".into()));
     TableIterator::new(rows)
 }
 
-/// The statements that build the managed indexes still missing (neither present nor reused), for `\gexec` on
-/// a busy database: `CREATE INDEX CONCURRENTLY IF NOT EXISTS` (or plain CREATE INDEX when `concurrently` is
-/// false) each followed by the COMMENT that marks the index as chom's, so that chom_install() adopts it and
-/// chom_uninstall() removes it. CONCURRENTLY cannot run inside a transaction block: run them with psql's \gexec.
-/// NULL: 22004.
+/// The statements that build the managed indexes chom_install() would build, for `\gexec` on a busy database:
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` (or plain CREATE INDEX when `concurrently` is false) each followed
+/// by the COMMENT that marks the index as chom's, so that chom_install() adopts it and chom_uninstall() removes
+/// it; an INVALID index of chom's (a failed concurrent build) is dropped first (`DROP INDEX CONCURRENTLY`).
+/// CONCURRENTLY cannot run inside a transaction block: run them with psql's \gexec. NULL: 22004.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_index_ddl(concurrently: default!(Option<bool>, true)) -> SetOfIterator<'static, String> {
     let Some(concurrently) = concurrently else {
         crate::errors::raise(
-            pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "concurrently must not be NULL",
             Some("Pass true (CREATE INDEX CONCURRENTLY, the default) or false."),
         )
     };
     let target = target::installed().or_else(target::discover).unwrap_or_else(|| {
         crate::errors::raise(
-            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             "no tenants table was found: there is no CHOM schema to index",
             Some("SET chom.target_schema to the schema that holds CHOM's tables."),
         )
     });
+    let states = control::classify(&crate::inspect::inspect(&target));
     let mut statements = Vec::new();
-    for index in catalog::managed_indexes(&target.extension_schema) {
-        if index.missing_prerequisite(&target).is_some() {
-            continue;
-        }
-        let wanted = match index.named(&target) {
-            Named::Absent => index.equivalent(&target).is_none(),
-            Named::Index { valid: false, marked: true, .. } => {
-                statements.push(format!(
-                    "DROP INDEX {}{}",
-                    if concurrently { "CONCURRENTLY " } else { "" },
-                    index.qualified(&target)
-                ));
-                true
+    for ddl in control::plan_index_ddl(&states) {
+        let index = match ddl {
+            IndexDdl::Create(index) => index,
+            IndexDdl::Rebuild(index) => {
+                statements.push(index.drop_sql(&target, concurrently));
+                index
             }
-            _ => false,
         };
-        if wanted {
-            statements.push(index.create_sql(&target, concurrently));
-            statements.push(index.mark_sql(&target));
-        }
+        statements.push(index.create_sql(&target, concurrently));
+        statements.push(index.mark_sql(&target));
     }
     SetOfIterator::new(statements)
 }
@@ -335,7 +229,7 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'chom\\_%'"), 0);
         assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname LIKE 'cached\\_%' AND NOT attisdropped"), 0);
         assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'sites_tenant_id_status_index'"), 1);
-        assert_eq!(count("SELECT count(*) FROM chom_installed"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom.vps_load"), 0);
         assert_eq!(
             count("SELECT count(*) FROM pg_class WHERE relname = 'tenants' AND reloptions IS NULL"),
             1,
@@ -393,6 +287,6 @@ mod tests {
             Spi::run(&statement).unwrap();
         }
         assert_eq!(count("SELECT count(*) FROM chom_install() WHERE kind = 'index' AND action = 'exists'"), 17);
-        assert_eq!(count("SELECT count(*) FROM chom_installed WHERE kind = 'index' AND origin = 'created'"), 18);
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE kind = 'index' AND state = 'installed'"), 18);
     }
 }

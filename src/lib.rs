@@ -12,9 +12,11 @@ use pgrx::prelude::*;
 
 mod aggregates;
 mod catalog;
+mod control;
 mod db;
 mod drift;
 mod errors;
+mod inspect;
 mod install;
 mod pending;
 mod placement;

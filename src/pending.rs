@@ -5,7 +5,7 @@
 //! `RELEASE` merges a frame into its parent, `ROLLBACK TO SAVEPOINT` (or a failed PL/pgSQL block) drops it.
 //! At pre-commit (and pre-prepare, for two-phase commit) the frames are folded into one [`Changes`] and
 //! applied once, in one lock order (tenants by id, then VPS rows by id, see [`crate::aggregates`]): row locks
-//! on `tenants` and `chom_vps_load` are held only while the transaction commits, so no two transactions can
+//! on `tenants` and `chom.vps_load` are held only while the transaction commits, so no two transactions can
 //! deadlock on chom's account, whatever order they write sites in.
 //!
 //! chom's read functions overlay the folded changes on the stored values, so a transaction sees its own
@@ -28,7 +28,7 @@ pub type UuidBytes = [u8; 16];
 pub struct Changes {
     /// `TRUNCATE sites` ran: every tenant's and VPS's count restarts from zero (deltas before it are void).
     pub sites_truncated: bool,
-    /// `TRUNCATE vps_servers` ran: chom_vps_load restarts empty; the VPSes inserted since are in `vps_touched`.
+    /// `TRUNCATE vps_servers` ran: chom.vps_load restarts empty; the VPSes inserted since are in `vps_touched`.
     pub vps_truncated: bool,
     pub tenants: BTreeMap<UuidBytes, (i64, i128)>,
     pub vps: BTreeMap<UuidBytes, i64>,
@@ -122,7 +122,7 @@ pub struct TenantOverlay {
     pub recounted: Vec<Uuid>,
 }
 
-/// The same for chom_vps_load, with the VPSes whose row is refreshed from vps_servers at commit.
+/// The same for chom.vps_load, with the VPSes whose row is refreshed from vps_servers at commit.
 pub struct VpsOverlay {
     pub ids: Vec<Uuid>,
     pub sites: Vec<i64>,
@@ -323,7 +323,7 @@ fn apply_at_commit() {
     crate::errors::raise(
         PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
         "chom: applying the transaction's changes kept producing new ones",
-        Some("A trigger on tenants or chom_vps_load writes sites; chom cannot settle its aggregates."),
+        Some("A trigger on tenants or chom.vps_load writes sites; chom cannot settle its aggregates."),
     )
 }
 

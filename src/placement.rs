@@ -1,5 +1,5 @@
 //! Placement: chom_pick_vps() answers "least-loaded eligible VPS" from the maintained per-VPS counts and VPS
-//! attributes in chom_vps_load (one walk along its partial (live_sites, vps_id) index, no join), reserving its
+//! attributes in chom.vps_load (one walk along its partial (live_sites, vps_id) index, no join), reserving its
 //! answer without a row lock, and chom_vps_load() lists the loads.
 
 use crate::db;
@@ -124,7 +124,7 @@ impl Filters<'_> {
 /// How many eligible VPSes a reserving pick reads at a time while passing over reserved ones.
 const RESERVATION_PAGE: i32 = 16;
 
-/// Eligible VPSes from chom_vps_load, least loaded first, after the (vps, live sites) position `after`.
+/// Eligible VPSes from chom.vps_load, least loaded first, after the (vps, live sites) position `after`.
 fn eligible_page(target: &Target, filters: &Filters, after: Option<(Uuid, i32)>, limit: i32) -> Vec<(Uuid, i32)> {
     let (after_id, after_sites) = after.unwrap_or((Uuid::from_bytes([0; 16]), i32::MIN));
     let mut args = filters.args();

@@ -40,6 +40,7 @@ queries! {
     ZeroVps = "zero_vps",
     RegisterVps = "register_vps",
     ForgetAllVps = "forget_all_vps",
+    EnsureVpsRows = "ensure_vps_rows",
     RecountVps = "recount_vps",
     ForgetGoneVps = "forget_gone_vps",
     VpsDrift = "vps_drift",

@@ -1,15 +1,21 @@
-//! chom_status(): every object chom manages and the state it is in.
+//! chom_status(): every object chom manages and the state it is in, rendered from the same decision as
+//! chom_install() ([`crate::control`]); chom_index_usage().
 
-use crate::catalog::{self, Named};
+use crate::control::{self, Health, IndexState};
 use crate::queries::{self, Query};
-use crate::target::{self, CACHED_COLUMNS};
+use crate::target::{self, Target};
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
+use pgrx::PgSqlErrorCode;
+
+type StatusRow = (String, String, String, String, Option<String>);
 
 /// One row per managed object: `kind` (column, storage, index, trigger, table), its `name` and `table_name`,
-/// its `state` — installed, missing, reused (an equivalent index serves; `detail` names it), invalid (e.g. an
-/// INVALID index left by a failed concurrent build), disabled (a trigger someone disabled: aggregates will
-/// drift) — and a `detail` saying what to do. Without CHOM's tables, one row says so.
+/// its `state` — installed, missing, reused (an equivalent index or the application's own column serves;
+/// `detail` names it), invalid (an INVALID index of chom's, e.g. from a failed concurrent build), disabled (a
+/// trigger someone disabled: aggregates drift), conflict (another relation has a managed index's name) — and
+/// a `detail` saying what to do; following it works. Without CHOM's tables, one row says so. When chom is not
+/// installed on them (never installed, or the tables were dropped and created again, as by Laravel's
+/// migrate:fresh), a NOTICE says so with a HINT.
 #[pg_extern(stable, parallel_safe)]
 pub fn chom_status() -> TableIterator<
     'static,
@@ -26,105 +32,58 @@ pub fn chom_status() -> TableIterator<
             "schema".into(),
             "tenants".into(),
             "tenants".into(),
-            "missing".into(),
+            Health::Missing.to_string(),
             Some("no tenants table: run chom_install() once CHOM's tables exist".into()),
         ));
     };
-    let installed = target::installed().is_some();
-    let not_installed = || Some("run chom_install()".to_string());
-    let mut rows: Vec<(String, String, String, String, Option<String>)> = Vec::new();
-    for (column, _, _) in CACHED_COLUMNS {
-        let present = target::column_type(&target, "tenants", column).is_some();
-        let (state, detail) = match (present, installed) {
-            (true, true) => ("installed", None),
-            (true, false) => {
-                ("missing", Some("the column exists but chom does not maintain it: run chom_install()".into()))
-            }
-            (false, _) => ("missing", not_installed()),
-        };
-        rows.push(("column".into(), (*column).into(), "tenants".into(), state.into(), detail));
+    let facts = crate::inspect::inspect(&target);
+    let states = control::classify(&facts);
+    if !states.installed {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!("chom is not installed on the tables of schema \"{}\"", target.schema),
+            "chom_status",
+        )
+        .set_hint("Run SELECT * FROM chom_install(); to install it (also after migrations that create CHOM's tables).")
+        .report(PgLogLevel::NOTICE);
     }
-    rows.push(fillfactor_status(&target, installed));
-    for index in catalog::managed_indexes(&target.extension_schema) {
-        let (state, detail) = if let Some(why) = index.missing_prerequisite(&target) {
-            ("missing".to_string(), Some(why))
-        } else {
-            match index.named(&target) {
-                Named::Index { valid: true, marked: true, .. } => ("installed".into(), None),
-                Named::Index { valid: true, .. } => ("reused".into(), Some(index.name.clone())),
-                Named::Index { valid: false, .. } => (
-                    "invalid".into(),
-                    Some(
-                        "INVALID index (failed concurrent build): run chom_index_ddl() again or chom_install()".into(),
-                    ),
-                ),
-                Named::Other => ("missing".into(), Some(format!("another relation is named {}", index.name))),
-                Named::Absent => match index.equivalent(&target) {
-                    Some(equivalent) => ("reused".into(), Some(equivalent)),
-                    None => ("missing".into(), not_installed()),
-                },
-            }
-        };
-        rows.push(("index".into(), index.name.clone(), index.table.clone(), state, detail));
+    let row = |kind: &str, name: &str, table: &str, (health, detail): (Health, Option<String>)| -> StatusRow {
+        (kind.into(), name.into(), table.into(), health.to_string(), detail)
+    };
+    let mut rows: Vec<StatusRow> = Vec::new();
+    for (column, state) in &states.columns {
+        rows.push(row("column", column.name, "tenants", control::column_health(state, states.installed)));
     }
-    for trigger in catalog::TRIGGERS {
-        let (state, detail) = match trigger.enabled(&target) {
-            Some(true) => ("installed", None),
-            Some(false) => (
-                "disabled",
-                Some(format!(
-                    "aggregates drift while it is disabled: ALTER TABLE {} ENABLE TRIGGER {}, then SELECT chom_repair_drift()",
-                    target.table(trigger.table),
-                    trigger.name
-                )),
-            ),
-            None => ("missing", not_installed()),
-        };
-        rows.push(("trigger".into(), trigger.name.into(), trigger.table.into(), state.into(), detail));
+    let (health, mut detail) = control::storage_health(&states.storage, states.installed);
+    if let (Some(updates), Some(hot)) = (facts.storage.updates, facts.storage.hot_updates) {
+        if updates > 0 {
+            detail.push_str(&format!("; {}% of {updates} row updates HOT", (100 * hot + updates / 2) / updates));
+        }
     }
-    let load_rows: i64 = crate::db::one(
-        &format!("SELECT count(*) FROM {}.chom_vps_load", quote_identifier(&target.extension_schema)),
-        &[],
-    )
-    .unwrap_or(0);
-    rows.push((
-        "table".into(),
-        "chom_vps_load".into(),
-        "vps_servers".into(),
-        if installed { "installed" } else { "missing" }.into(),
-        Some(format!("{load_rows} VPS rows")),
-    ));
+    rows.push(row("storage", "fillfactor", "tenants", (health, Some(detail))));
+    for (index, state) in &states.indexes {
+        rows.push(row("index", &index.name, &index.table, control::index_health(index, state, states.installed)));
+    }
+    for (trigger, state) in &states.triggers {
+        rows.push(row("trigger", trigger.name, trigger.table, control::trigger_health(trigger, state)));
+    }
+    let load = if states.installed { Health::Installed } else { Health::Missing };
+    rows.push(row("table", "chom.vps_load", "vps_servers", (load, Some(format!("{} VPS rows", facts.vps_rows)))));
     TableIterator::new(rows)
 }
 
-/// The `tenants.fillfactor` row: the fillfactor and how many of the table's row updates were HOT since the
-/// statistics were reset (the triggers' counter updates are most of them).
-fn fillfactor_status(target: &target::Target, installed: bool) -> (String, String, String, String, Option<String>) {
-    let origin = crate::install::recorded(target, "storage", "fillfactor");
-    let fillfactor = target::fillfactor(target, "tenants").flatten().unwrap_or(100);
-    let hot: Option<String> = crate::db::one(
-        "SELECT format('%s%% of %s row updates HOT', round(100.0 * n_tup_hot_upd / n_tup_upd), n_tup_upd) \
-           FROM pg_catalog.pg_stat_all_tables WHERE schemaname = $1 AND relname = 'tenants' AND n_tup_upd > 0",
-        &[target.schema.clone().into()],
-    );
-    let state = match (installed, origin.as_deref()) {
-        (true, Some("created")) if fillfactor < 100 => "installed",
-        (true, Some("reused")) => "reused",
-        _ => "missing",
-    };
-    let mut detail = format!("fillfactor {fillfactor}");
-    if let Some(hot) = hot {
-        detail.push_str("; ");
-        detail.push_str(&hot);
-    }
-    if state == "missing" {
-        detail.push_str(if installed {
-            "; reset since chom_install(): chom_install() sets it again"
-        } else {
-            "; run chom_install()"
-        });
-    }
-    ("storage".into(), "fillfactor".into(), "tenants".into(), state.into(), Some(detail))
+/// The index serving each catalogue index (chom's own, or the one it reuses), with the catalogue's name.
+fn serving_indexes(target: &Target) -> (Vec<String>, Vec<String>) {
+    let states = control::classify(&crate::inspect::inspect(target));
+    states
+        .indexes
+        .into_iter()
+        .filter_map(|(index, state)| match state {
+            IndexState::Installed => Some((index.name.clone(), index.name)),
+            IndexState::Reused(other) => Some((other, index.name)),
+            _ => None,
+        })
+        .unzip()
 }
 
 /// Usage of the indexes serving chom's catalogue (chom's own, or the equivalent index it reused): scans and
@@ -145,14 +104,16 @@ pub fn chom_index_usage() -> TableIterator<
     ),
 > {
     let target = target::require_installed();
-    let rows = crate::db::rows(&queries::sql(&target, Query::IndexUsage), &[], |row| {
+    let (serving, catalogue) = serving_indexes(&target);
+    let args = [target.schema.clone().into(), serving.into(), catalogue.into()];
+    let rows = crate::db::rows(&queries::sql(&target, Query::IndexUsage), &args, |row| {
         (
-            row.get(1).unwrap_or_default(),
-            row.get(2).unwrap_or_default(),
-            row.get(3).unwrap_or(0),
-            row.get(4).unwrap_or(0),
-            row.get(5).unwrap_or(0),
-            row.get(6).unwrap_or(false),
+            row.required(1),
+            row.required(2),
+            row.required(3),
+            row.required(4),
+            row.required(5),
+            row.required(6),
             row.get(7),
         )
     });
@@ -191,5 +152,74 @@ mod tests {
             count("SELECT count(*) FROM chom_status() WHERE name = 'chom_sites_insert' AND state = 'disabled'"),
             1
         );
+    }
+
+    #[pg_test]
+    fn an_invalid_index_of_chom_name_and_definition_is_rebuilt_by_following_the_advice() {
+        load_schema();
+        // what an interrupted CREATE INDEX CONCURRENTLY from chom_index_ddl() leaves: chom's name and columns,
+        // INVALID, and no comment (the COMMENT statement never ran)
+        Spi::run("CREATE INDEX idx_audit_resource_lookup ON audit_logs (resource_type, resource_id)").unwrap();
+        Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_audit_resource_lookup'::regclass")
+            .unwrap();
+        let state = "SELECT state FROM chom_status() WHERE name = 'idx_audit_resource_lookup'";
+        assert_eq!(Spi::get_one::<String>(state).unwrap().as_deref(), Some("invalid"));
+        let ddl: Vec<String> = Spi::connect(|c| {
+            c.select("SELECT s FROM chom_index_ddl() s WHERE s LIKE '%idx_audit_resource_lookup%'", None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(ddl.len(), 3, "{ddl:?}");
+        assert!(ddl[0].starts_with("DROP INDEX CONCURRENTLY IF EXISTS"), "{ddl:?}");
+        assert!(ddl[1].starts_with("CREATE INDEX CONCURRENTLY"), "{ddl:?}");
+        // chom_install() (the blocking way) rebuilds it too
+        assert_eq!(
+            count("SELECT count(*) FROM chom_install() WHERE name = 'idx_audit_resource_lookup' AND action LIKE 'created (replaced%'"),
+            1
+        );
+        assert_eq!(Spi::get_one::<String>(state).unwrap().as_deref(), Some("installed"));
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM pg_index WHERE indexrelid = 'idx_audit_resource_lookup'::regclass AND indisvalid"
+            ),
+            1
+        );
+    }
+
+    #[pg_test]
+    fn an_index_squatting_on_a_chom_name_is_a_conflict_for_install_status_and_ddl_alike() {
+        load_schema();
+        Spi::run("CREATE INDEX idx_sites_vps_status ON sites (domain)").unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM chom_install() WHERE name = 'idx_sites_vps_status' AND action LIKE 'skipped (another relation has its name%'"),
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE name = 'idx_sites_vps_status' AND state = 'conflict' AND detail LIKE '%RENAME%'"), 1);
+        assert_eq!(count("SELECT count(*) FROM chom_index_ddl() s WHERE s LIKE '%idx_sites_vps_status%'"), 0);
+        // following the advice gets out
+        Spi::run("ALTER INDEX idx_sites_vps_status RENAME TO sites_domain_lookup").unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM chom_install() WHERE name = 'idx_sites_vps_status' AND action = 'created'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM chom_status() WHERE name = 'idx_sites_vps_status' AND state = 'installed'"),
+            1
+        );
+        // and uninstall leaves the application's index alone
+        Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'sites_domain_lookup'"), 1);
+    }
+
+    #[pg_test]
+    fn every_unhealthy_state_is_left_by_running_chom_install() {
+        install_with_data();
+        Spi::run("ALTER TABLE sites DISABLE TRIGGER chom_sites_update; DROP INDEX idx_sites_vps_status; ALTER TABLE tenants RESET (fillfactor)").unwrap();
+        Spi::run("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_users_org_role'::regclass").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 4);
+        Spi::run("SELECT count(*) FROM chom_install()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
+        assert_eq!(drifted_tenants(), 0);
     }
 }

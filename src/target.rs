@@ -1,7 +1,9 @@
 //! Where CHOM's tables are and whether chom can work with them: the schema that holds `tenants`, the columns
 //! chom reads and writes with the types it needs, and rendering of chom's SQL templates for that schema.
 
+use crate::catalog::CACHED_COLUMNS;
 use crate::errors::{raise, spi};
+use crate::plans::types::TEXT;
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -27,12 +29,9 @@ const REQUIRED_COLUMNS: &[(&str, &str, &[&str])] = &[
     ("vps_servers", "provider", &["character varying", "text"]),
 ];
 
-/// The cached aggregate columns chom adds to `tenants` (or adopts, when the application's migration added them).
-pub const CACHED_COLUMNS: &[(&str, &str, &[&str])] = &[
-    ("cached_storage_mb", "bigint NOT NULL DEFAULT 0", &["bigint"]),
-    ("cached_sites_count", "integer NOT NULL DEFAULT 0", &["integer"]),
-    ("cached_at", "timestamp(0) without time zone NULL", &["timestamp without time zone"]),
-];
+/// The schema of chom's own tables (created by the extension): out of the application's schema, where
+/// Laravel's migrate:fresh drops every table.
+pub const CHOM_SCHEMA: &str = "chom";
 
 /// CHOM's schema, resolved, with chom's own schema for its tables.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,11 +46,11 @@ impl Target {
         format!("{}.{}", quote_identifier(&self.schema), quote_identifier(name))
     }
 
-    /// Whether CHOM's three tables and chom_vps_load still exist (catalogue cache look-ups, no query): a
+    /// Whether CHOM's three tables and chom.vps_load still exist (catalogue cache look-ups, no query): a
     /// transaction may drop them after writing sites, and its commit then has nothing to maintain.
     pub fn tables_exist(&self) -> bool {
         [c"tenants", c"sites", c"vps_servers"].into_iter().all(|table| relation_exists(&self.schema, table))
-            && relation_exists(&self.extension_schema, c"chom_vps_load")
+            && relation_exists(CHOM_SCHEMA, c"vps_load")
     }
 
     /// Whether CHOM's `tier_limits` table exists (a catalogue cache look-up).
@@ -67,7 +66,7 @@ impl Target {
             .replace("{tier_limits}", &self.table("tier_limits"))
             .replace("{sites}", &self.table("sites"))
             .replace("{vps_servers}", &self.table("vps_servers"))
-            .replace("{chom}", &quote_identifier(&self.extension_schema))
+            .replace("{chom}", CHOM_SCHEMA)
     }
 }
 
@@ -101,9 +100,10 @@ pub fn extension_schema() -> String {
 }
 
 thread_local! {
-    /// chom_installed's schema row, read once per backend: the application's calls (chom_tenant_stats(),
+    /// Where chom is installed, looked up once per backend: the application's calls (chom_tenant_stats(),
     /// chom_pick_vps()) then run a single statement. Cleared by [`forget_installed`] on any relcache
-    /// invalidation: installing or uninstalling chom, in any backend, is DDL on CHOM's tables.
+    /// invalidation: installing or uninstalling chom, or dropping CHOM's tables, in any backend, is DDL on
+    /// CHOM's tables.
     static INSTALLED: std::cell::RefCell<Option<Target>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -123,16 +123,39 @@ pub fn register_invalidation() {
     unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0)) };
 }
 
-/// The schema recorded by chom_install(), if chom is installed on CHOM's tables.
+/// The schema chom is installed on: the one whose `sites` table carries chom's trigger (the schema itself is
+/// the record, so a schema-only dump keeps it). None when no table has it (not installed yet, or CHOM's tables
+/// were dropped, as by Laravel's migrate:fresh).
 pub fn installed() -> Option<Target> {
     if let Some(target) = INSTALLED.with(|cached| cached.borrow().clone()) {
         return Some(target);
     }
     let extension_schema = extension_schema();
-    let sql = format!("SELECT name FROM {}.chom_installed WHERE kind = 'schema'", quote_identifier(&extension_schema));
-    let schema: Option<String> =
-        Spi::connect(|client| crate::plans::read(client, &sql, &[], &[]).first().get_one().ok().flatten());
-    let target = schema.map(|schema| Target { schema, extension_schema });
+    let schemas: Vec<String> = Spi::connect(|client| {
+        crate::plans::read(
+            client,
+            "SELECT DISTINCT n.nspname::text FROM pg_catalog.pg_trigger t \
+               JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+              WHERE p.proname = 'chom_sites_aggregates' AND pn.nspname = $1 AND c.relname = 'sites' \
+              ORDER BY 1",
+            &[TEXT],
+            &[extension_schema.clone().into()],
+        )
+        .map(|row| crate::db::required::<String>(&row, 1))
+        .collect()
+    });
+    let target = match schemas.as_slice() {
+        [] => None,
+        [schema] => Some(Target { schema: schema.clone(), extension_schema }),
+        _ => raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("chom's triggers are on the sites tables of several schemas ({})", schemas.join(", ")),
+            Some("chom maintains one installation per database: SELECT * FROM chom_uninstall() in all but one."),
+        ),
+    };
     INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
     target
 }
@@ -204,95 +227,88 @@ pub fn discover() -> Option<Target> {
     }
 }
 
-/// The type of a column (as format_type without modifiers), or None when the table or column is missing.
-pub fn column_type(target: &Target, table: &str, column: &str) -> Option<String> {
-    crate::db::one(
-        "SELECT a.atttypid::pg_catalog.regtype::text FROM pg_catalog.pg_attribute a \
-             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') \
-               AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped",
-        &[target.schema.clone().into(), table.into(), column.into()],
-    )
+/// Something that keeps chom from working on a schema.
+#[derive(Debug, PartialEq)]
+enum Problem {
+    MissingTable(String),
+    MissingColumn { table: String, column: String },
+    WrongType { table: String, column: String, found: String, accepted: String },
 }
 
-/// The fillfactor storage parameter of one of CHOM's tables: `Some(None)` when a plain table uses the default,
-/// None when the table is partitioned (partitioned tables take no storage parameters) or missing.
-pub fn fillfactor(target: &Target, table: &str) -> Option<Option<i32>> {
-    crate::db::rows(
-        "SELECT (SELECT o.option_value::integer FROM pg_catalog.pg_options_to_table(c.reloptions) o \
-                  WHERE o.option_name = 'fillfactor') \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
-        &[target.schema.clone().into(), table.into()],
-        |row| row.get::<i32>(1),
-    )
-    .into_iter()
-    .next()
+impl Problem {
+    fn describe(&self, target: &Target) -> String {
+        match self {
+            Problem::MissingTable(table) => format!("table {} is missing", target.table(table)),
+            Problem::MissingColumn { table, column } => format!("column {}.{column} is missing", target.table(table)),
+            Problem::WrongType { table, column, found, accepted } => {
+                format!("column {}.{column} is {found}, chom needs {accepted}", target.table(table))
+            }
+        }
+    }
 }
 
-/// Whether a table exists in CHOM's schema.
-pub fn table_exists(target: &Target, table: &str) -> bool {
-    crate::db::one(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
-        &[target.schema.clone().into(), table.into()],
-    )
-    .unwrap_or(false)
+/// The SQLSTATE of a refusal: the problems' own when they are all of one kind, otherwise
+/// invalid_table_definition (missing columns beside missing tables count as missing columns).
+fn refusal_code(problems: &[Problem]) -> PgSqlErrorCode {
+    let wrong_type = problems.iter().filter(|p| matches!(p, Problem::WrongType { .. })).count();
+    let missing_table = problems.iter().filter(|p| matches!(p, Problem::MissingTable(_))).count();
+    if wrong_type == problems.len() {
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH
+    } else if missing_table == problems.len() {
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE
+    } else if wrong_type == 0 {
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN
+    } else {
+        PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION
+    }
 }
 
 /// Refuses, with one error naming every problem, a schema that lacks a table or column chom needs or has one
-/// with a type chom cannot work with. Runs before chom changes anything, so a refused install leaves nothing.
+/// with a type chom cannot work with (the cached columns, when they exist, included). Runs before chom changes
+/// anything, so a refused install leaves nothing.
 pub fn check_required(target: &Target) {
-    let mut problems = Vec::new();
-    let mut wrong_type = false;
-    for (table, column, accepted) in REQUIRED_COLUMNS {
-        match column_type(target, table, column) {
-            None if !table_exists(target, table) => {
-                let problem = format!("table {} is missing", target.table(table));
-                if !problems.contains(&problem) {
-                    problems.push(problem);
-                }
-            }
-            None => problems.push(format!("column {}.{column} is missing", target.table(table))),
-            Some(found) if !accepted.contains(&found.as_str()) => {
-                wrong_type = true;
-                problems.push(format!(
-                    "column {}.{column} is {found}, chom needs {}",
-                    target.table(table),
-                    accepted.join(" or ")
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    for (column, _, accepted) in CACHED_COLUMNS {
-        if let Some(found) = column_type(target, "tenants", column) {
-            if !accepted.contains(&found.as_str()) {
-                wrong_type = true;
-                problems.push(format!(
-                    "column {}.{column} already exists as {found}, chom needs {}",
-                    target.table("tenants"),
-                    accepted.join(" or ")
-                ));
-            }
+    let wanted = REQUIRED_COLUMNS
+        .iter()
+        .map(|(table, column, accepted)| (*table, *column, *accepted))
+        .chain(CACHED_COLUMNS.iter().map(|c| ("tenants", c.name, c.accepted_types)));
+    let (tables, columns): (Vec<&str>, Vec<&str>) = wanted.clone().map(|(t, c, _)| (t, c)).unzip();
+    let found: Vec<(bool, Option<String>)> = crate::db::rows(
+        "SELECT c.oid IS NOT NULL, a.atttypid::pg_catalog.regtype::text \
+           FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS w(table_name, column_name, position) \
+           LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1 \
+           LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.table_name AND c.relkind IN ('r', 'p') \
+           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = w.column_name \
+                                              AND a.attnum > 0 AND NOT a.attisdropped \
+          ORDER BY w.position",
+        &[target.schema.clone().into(), tables.into(), columns.into()],
+        |row| (row.required(1), row.get(2)),
+    );
+    let mut problems: Vec<Problem> = Vec::new();
+    for ((table, column, accepted), (table_exists, found)) in wanted.zip(found) {
+        let cached = CACHED_COLUMNS.iter().any(|c| c.name == column);
+        let problem = match found {
+            None if !table_exists => Problem::MissingTable(table.into()),
+            None if cached => continue,
+            None => Problem::MissingColumn { table: table.into(), column: column.into() },
+            Some(found) if !accepted.contains(&found.as_str()) => Problem::WrongType {
+                table: table.into(),
+                column: column.into(),
+                found,
+                accepted: accepted.join(" or "),
+            },
+            Some(_) => continue,
+        };
+        if !problems.contains(&problem) {
+            problems.push(problem);
         }
     }
     if problems.is_empty() {
         return;
     }
-    let code = if wrong_type && problems.iter().all(|p| p.contains(" chom needs ")) {
-        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH
-    } else if problems.iter().all(|p| p.starts_with("table ")) {
-        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE
-    } else if !wrong_type {
-        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN
-    } else {
-        PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION
-    };
+    let described: Vec<String> = problems.iter().map(|p| p.describe(target)).collect();
     raise(
-        code,
-        format!("chom cannot be installed on schema \"{}\": {}", target.schema, problems.join("; ")),
+        refusal_code(&problems),
+        format!("chom cannot be installed on schema \"{}\": {}", target.schema, described.join("; ")),
         Some("chom works on CHOM's schema as its Laravel migrations create it (uuid keys); nothing was changed."),
     )
 }
@@ -308,15 +324,24 @@ mod tests {
         load_schema();
         Spi::run("ALTER TABLE tenants ADD COLUMN cached_sites_count text").unwrap();
         assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("42804"));
-        assert_eq!(count("SELECT count(*) FROM chom_installed"), 0);
         assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'chom\\_%'"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attname = 'cached_at'"), 0);
     }
 
     #[pg_test]
     fn a_schema_without_uuid_keys_is_refused() {
         define_sqlstate_of();
-        Spi::run("CREATE TABLE tenants (id bigint PRIMARY KEY); CREATE TABLE vps_servers (id bigint PRIMARY KEY); CREATE TABLE sites (id bigint PRIMARY KEY, tenant_id bigint, vps_id bigint, storage_used_mb bigint, deleted_at timestamp)").unwrap();
-        let state = sqlstate("SELECT * FROM chom_install()");
-        assert!(matches!(state.as_deref(), Some("42804") | Some("42703") | Some("42P16")), "got {state:?}");
+        // every table and column chom needs, with bigint keys
+        Spi::run(
+            "CREATE TABLE tenants (id bigint PRIMARY KEY); \
+             CREATE TABLE vps_servers (id bigint PRIMARY KEY, hostname text, status text, allocation_type text, \
+                 health_status text, spec_memory_mb integer, spec_disk_gb integer, region text, provider text); \
+             CREATE TABLE sites (id bigint PRIMARY KEY, tenant_id bigint, vps_id bigint, storage_used_mb bigint, deleted_at timestamp)",
+        )
+        .unwrap();
+        assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("42804"));
+        // a column missing as well: the problems are of two kinds
+        Spi::run("ALTER TABLE sites DROP COLUMN deleted_at").unwrap();
+        assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("42P16"));
     }
 }

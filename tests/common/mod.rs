@@ -218,7 +218,7 @@ pub fn drifted_tenants(client: &mut Client) -> i64 {
 pub fn drifted_vps(client: &mut Client) -> i64 {
     client
         .query_one(
-            "SELECT count(*) FROM vps_servers v LEFT JOIN chom_vps_load l ON l.vps_id = v.id \
+            "SELECT count(*) FROM vps_servers v LEFT JOIN chom.vps_load l ON l.vps_id = v.id \
              WHERE l.live_sites IS DISTINCT FROM (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)",
             &[],
         )

@@ -18,7 +18,7 @@ SELECT v.hostname,
        l.live_sites,
        l.live_sites IS NOT DISTINCT FROM r.sites AS exact
   FROM vps_servers v
-  LEFT JOIN chom_vps_load l ON l.vps_id = v.id
+  LEFT JOIN chom.vps_load l ON l.vps_id = v.id
  CROSS JOIN LATERAL (SELECT count(*)::integer AS sites
                        FROM sites s
                       WHERE s.vps_id = v.id AND s.deleted_at IS NULL) r;
