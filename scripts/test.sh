@@ -5,6 +5,7 @@
 # EXTENSION chom UPDATE); then chom
 # installed into that build, the integration tests in tests/ over real connections against servers they start
 # themselves, and the isolation specs (pg_isolation_regress) of tests/isolation. Formatting and clippy first.
+# Then the Citus leg (scripts/citus.sh; it says plainly that it skipped when the Citus source archive is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -47,4 +48,7 @@ for v in $versions; do
   bash scripts/isolation.sh "$pg_config"
   summary+=("pg$v ok")
 done
+echo "=== Citus: CHOM's schema distributed on a coordinator and two workers (scripts/citus.sh)"
+bash scripts/citus.sh
+summary+=("citus ok")
 echo "=== all green: ${summary[*]}"
