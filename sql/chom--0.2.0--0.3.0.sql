@@ -92,6 +92,60 @@ $chom$;
 ALTER EXTENSION chom DROP TABLE chom_installed;
 DROP TABLE chom_installed;
 
+-- The migrations guard (sql/guard.sql): event triggers refuse application DDL that would leave chom broken,
+-- and take chom's per-VPS loads with CHOM's tables when they are dropped.
+CREATE FUNCTION chom.guard_dropped_columns(tables oid[], columns text[]) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'guard_dropped_columns_wrapper';
+CREATE FUNCTION chom.guard_altered_tables(tables oid[]) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'guard_altered_tables_wrapper';
+REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[]) FROM PUBLIC;
+
+CREATE FUNCTION chom.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables oid[];
+    columns text[];
+BEGIN
+    SELECT array_agg(o.objid), array_agg(o.address_names[3])
+      INTO tables, columns
+      FROM pg_catalog.pg_event_trigger_dropped_objects() o
+     WHERE o.object_type = 'table column' AND o.original;
+    IF tables IS NOT NULL THEN
+        PERFORM chom.guard_dropped_columns(tables, columns);
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() o WHERE o.object_type IN ('table', 'trigger'))
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                        WHERE p.proname = 'chom_vps_registry' AND p.pronamespace = '@extschema@'::regnamespace)
+    THEN
+        DELETE FROM chom.vps_load;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION chom.on_ddl_command_end() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables oid[];
+BEGIN
+    SELECT array_agg(DISTINCT c.objid) INTO tables
+      FROM pg_catalog.pg_event_trigger_ddl_commands() c
+     WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_catalog.pg_class'::regclass;
+    IF tables IS NOT NULL THEN
+        PERFORM chom.guard_altered_tables(tables);
+    END IF;
+END
+$$;
+
+CREATE EVENT TRIGGER chom_sql_drop ON sql_drop EXECUTE FUNCTION chom.on_sql_drop();
+CREATE EVENT TRIGGER chom_ddl_command_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION chom.on_ddl_command_end();
+
 -- Coming from 0.1.0, chom's installation lacks the vps_servers UPDATE trigger of 0.2.0: complete it.
 DO $chom$
 DECLARE

@@ -4,6 +4,9 @@
 REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean), chom_repair_drift(),
     chom_refresh_all(integer), chom_refresh_tenant(uuid) FROM PUBLIC;
 
+-- The migrations guard's checks are called by chom's event triggers only.
+REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[]) FROM PUBLIC;
+
 -- chom's tables hold no secrets; reading them needs no grant.
 GRANT USAGE ON SCHEMA chom TO PUBLIC;
 GRANT SELECT ON chom.managed_index, chom.vps_load TO PUBLIC;

@@ -183,7 +183,7 @@ SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites
 -- name: quota_violation
 -- The first of the tenants in $1 (those whose live sites this transaction raises, already updated and locked
 -- by it) whose count is now above its tier's max_sites (-1: unlimited; no tier_limits row: not limited).
-SELECT t.id, t.cached_sites_count, l.max_sites
+SELECT t.id, t.cached_sites_count::integer, l.max_sites
   FROM {tenants} t
   JOIN {tier_limits} l ON l.tier = t.tier
  WHERE t.id = ANY ($1::uuid[]) AND l.max_sites >= 0 AND t.cached_sites_count > l.max_sites
@@ -192,7 +192,7 @@ SELECT t.id, t.cached_sites_count, l.max_sites
 
 -- name: tenant_quota
 -- One tenant's cached aggregates beside its tier's limits (primary-key reads; no tier_limits row: NULLs).
-SELECT t.cached_sites_count, l.max_sites, t.cached_storage_mb, l.max_storage_gb::bigint * 1024
+SELECT t.cached_sites_count::integer, l.max_sites, t.cached_storage_mb, l.max_storage_gb::bigint * 1024
   FROM {tenants} t
   LEFT JOIN {tier_limits} l ON l.tier = t.tier
  WHERE t.id = $1
@@ -207,7 +207,7 @@ SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}')
 SELECT l.vps_id FROM {chom}.vps_load l WHERE l.vps_id = ANY ($1::uuid[]) ORDER BY l.vps_id FOR NO KEY UPDATE
 
 -- name: tenant_stats
-SELECT t.cached_sites_count, t.cached_storage_mb, t.cached_at,
+SELECT t.cached_sites_count::integer, t.cached_storage_mb, t.cached_at,
        t.cached_at IS NULL OR t.cached_at < localtimestamp(0) - make_interval(secs => $2) AS stale
   FROM {tenants} t
  WHERE t.id = $1

@@ -27,14 +27,42 @@ struct SiteColumns {
     tenant_id: usize,
     vps_id: usize,
     storage_used_mb: usize,
+    storage_width: IntegerWidth,
     deleted_at: usize,
     deform_up_to: i32,
 }
 
-fn column_position(tupdesc: &PgTupleDesc, name: &str, type_oid: Option<pg_sys::Oid>) -> usize {
+/// The integer type of `storage_used_mb` (chom's guard lets the application change it among these).
+#[derive(Clone, Copy)]
+enum IntegerWidth {
+    Small,
+    Regular,
+    Big,
+}
+
+impl IntegerWidth {
+    fn of(type_oid: pg_sys::Oid) -> Option<Self> {
+        match type_oid {
+            pg_sys::INT2OID => Some(IntegerWidth::Small),
+            pg_sys::INT4OID => Some(IntegerWidth::Regular),
+            pg_sys::INT8OID => Some(IntegerWidth::Big),
+            _ => None,
+        }
+    }
+
+    fn read(self, datum: pg_sys::Datum) -> i64 {
+        match self {
+            IntegerWidth::Small => i64::from(datum.value() as i16),
+            IntegerWidth::Regular => i64::from(datum.value() as i32),
+            IntegerWidth::Big => datum.value() as i64,
+        }
+    }
+}
+
+fn column_position(tupdesc: &PgTupleDesc, name: &str, accepts: impl Fn(pg_sys::Oid) -> bool) -> usize {
     let found = tupdesc.iter().enumerate().find(|(_, att)| !att.is_dropped() && att.name() == name);
     match found {
-        Some((i, att)) if type_oid.is_none_or(|oid| att.type_oid().value() == oid) => i,
+        Some((i, att)) if accepts(att.type_oid().value()) => i,
         _ => raise(
             PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
             format!("chom: column {name} is missing or has an unexpected type"),
@@ -45,12 +73,15 @@ fn column_position(tupdesc: &PgTupleDesc, name: &str, type_oid: Option<pg_sys::O
 
 impl SiteColumns {
     fn locate(tupdesc: &PgTupleDesc) -> Self {
-        let tenant_id = column_position(tupdesc, "tenant_id", Some(pg_sys::UUIDOID));
-        let vps_id = column_position(tupdesc, "vps_id", Some(pg_sys::UUIDOID));
-        let storage_used_mb = column_position(tupdesc, "storage_used_mb", Some(pg_sys::INT8OID));
-        let deleted_at = column_position(tupdesc, "deleted_at", None);
+        let uuid = |oid| oid == pg_sys::UUIDOID;
+        let tenant_id = column_position(tupdesc, "tenant_id", uuid);
+        let vps_id = column_position(tupdesc, "vps_id", uuid);
+        let storage_used_mb = column_position(tupdesc, "storage_used_mb", |oid| IntegerWidth::of(oid).is_some());
+        let storage_type = tupdesc.get(storage_used_mb).map(|a| a.type_oid().value()).unwrap_or_default();
+        let storage_width = IntegerWidth::of(storage_type).unwrap_or(IntegerWidth::Big);
+        let deleted_at = column_position(tupdesc, "deleted_at", |_| true);
         let deform_up_to = [tenant_id, vps_id, storage_used_mb, deleted_at].into_iter().max().unwrap_or(0) as i32 + 1;
-        SiteColumns { tenant_id, vps_id, storage_used_mb, deleted_at, deform_up_to }
+        SiteColumns { tenant_id, vps_id, storage_used_mb, storage_width, deleted_at, deform_up_to }
     }
 }
 
@@ -324,8 +355,11 @@ fn chom_sites_aggregates<'a>(
                     return;
                 }
                 let vps = (!nulls[columns.vps_id]).then(|| uuid_bytes(values[columns.vps_id]));
-                let storage =
-                    if nulls[columns.storage_used_mb] { 0 } else { values[columns.storage_used_mb].value() as i64 };
+                let storage = if nulls[columns.storage_used_mb] {
+                    0
+                } else {
+                    columns.storage_width.read(values[columns.storage_used_mb])
+                };
                 statement.add_site(uuid_bytes(values[columns.tenant_id]), vps, storage, sign);
             });
         }
@@ -356,7 +390,7 @@ fn chom_vps_registry<'a>(
     // SAFETY: as in chom_sites_aggregates.
     unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
-        let id = column_position(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr), "id", Some(pg_sys::UUIDOID));
+        let id = column_position(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr), "id", |oid| oid == pg_sys::UUIDOID);
         scan_transition_table(store, tupdesc_ptr, id as i32 + 1, |values, nulls| {
             if !nulls[id] {
                 ids.insert(uuid_bytes(values[id]));

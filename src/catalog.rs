@@ -32,7 +32,11 @@ pub struct CachedColumn {
 
 pub const CACHED_COLUMNS: &[CachedColumn] = &[
     CachedColumn { name: "cached_storage_mb", definition: "bigint NOT NULL DEFAULT 0", accepted_types: &["bigint"] },
-    CachedColumn { name: "cached_sites_count", definition: "integer NOT NULL DEFAULT 0", accepted_types: &["integer"] },
+    CachedColumn {
+        name: "cached_sites_count",
+        definition: "integer NOT NULL DEFAULT 0",
+        accepted_types: &["integer", "bigint"],
+    },
     CachedColumn {
         name: "cached_at",
         definition: "timestamp(0) without time zone NULL",

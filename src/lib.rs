@@ -16,6 +16,7 @@ mod control;
 mod db;
 mod drift;
 mod errors;
+mod guard;
 mod inspect;
 mod install;
 mod pending;
@@ -31,6 +32,11 @@ mod target;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/managed_indexes.sql", name = "managed_indexes", requires = ["schema"]);
 extension_sql_file!("../sql/catalog.sql", name = "catalog", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/guard.sql",
+    name = "guard",
+    requires = ["schema", guard::chom::guard_dropped_columns, guard::chom::guard_altered_tables]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

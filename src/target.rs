@@ -11,12 +11,13 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 
 /// The columns chom reads or writes, with the types it accepts. Keys must be uuid: the triggers read them as
 /// 16-byte values, so a schema with other key types is refused at install rather than half-working.
-const REQUIRED_COLUMNS: &[(&str, &str, &[&str])] = &[
+pub const REQUIRED_COLUMNS: &[(&str, &str, &[&str])] = &[
     ("tenants", "id", &["uuid"]),
     ("sites", "id", &["uuid"]),
     ("sites", "tenant_id", &["uuid"]),
     ("sites", "vps_id", &["uuid"]),
-    ("sites", "storage_used_mb", &["bigint"]),
+    // read as a 64-bit integer: any integer type of Postgres widens to it
+    ("sites", "storage_used_mb", &["bigint", "integer", "smallint"]),
     ("sites", "deleted_at", &["timestamp without time zone", "timestamp with time zone"]),
     ("vps_servers", "id", &["uuid"]),
     ("vps_servers", "hostname", &["character varying", "text"]),
@@ -227,16 +228,22 @@ pub fn discover() -> Option<Target> {
     }
 }
 
+/// Whether chom reads or writes this column of one of CHOM's tables.
+pub fn needs_column(table: &str, column: &str) -> bool {
+    REQUIRED_COLUMNS.iter().any(|(t, c, _)| *t == table && *c == column)
+        || (table == "tenants" && CACHED_COLUMNS.iter().any(|c| c.name == column))
+}
+
 /// Something that keeps chom from working on a schema.
 #[derive(Debug, PartialEq)]
-enum Problem {
+pub enum Problem {
     MissingTable(String),
     MissingColumn { table: String, column: String },
     WrongType { table: String, column: String, found: String, accepted: String },
 }
 
 impl Problem {
-    fn describe(&self, target: &Target) -> String {
+    pub fn describe(&self, target: &Target) -> String {
         match self {
             Problem::MissingTable(table) => format!("table {} is missing", target.table(table)),
             Problem::MissingColumn { table, column } => format!("column {}.{column} is missing", target.table(table)),
@@ -267,6 +274,21 @@ fn refusal_code(problems: &[Problem]) -> PgSqlErrorCode {
 /// with a type chom cannot work with (the cached columns, when they exist, included). Runs before chom changes
 /// anything, so a refused install leaves nothing.
 pub fn check_required(target: &Target) {
+    let problems = problems(target);
+    if problems.is_empty() {
+        return;
+    }
+    let described: Vec<String> = problems.iter().map(|p| p.describe(target)).collect();
+    raise(
+        refusal_code(&problems),
+        format!("chom cannot be installed on schema \"{}\": {}", target.schema, described.join("; ")),
+        Some("chom works on CHOM's schema as its Laravel migrations create it (uuid keys); nothing was changed."),
+    )
+}
+
+/// Every table and column chom needs that is missing or of a type chom cannot work with (the cached columns
+/// only when they exist), in one query.
+pub fn problems(target: &Target) -> Vec<Problem> {
     let wanted = REQUIRED_COLUMNS
         .iter()
         .map(|(table, column, accepted)| (*table, *column, *accepted))
@@ -302,15 +324,7 @@ pub fn check_required(target: &Target) {
             problems.push(problem);
         }
     }
-    if problems.is_empty() {
-        return;
-    }
-    let described: Vec<String> = problems.iter().map(|p| p.describe(target)).collect();
-    raise(
-        refusal_code(&problems),
-        format!("chom cannot be installed on schema \"{}\": {}", target.schema, described.join("; ")),
-        Some("chom works on CHOM's schema as its Laravel migrations create it (uuid keys); nothing was changed."),
-    )
+    problems
 }
 
 #[cfg(any(test, feature = "pg_test"))]

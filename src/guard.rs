@@ -1,0 +1,159 @@
+//! The migrations guard: chom's event triggers (sql/guard.sql) call these checks on DDL against CHOM's tables,
+//! so that an application migration that would leave chom broken is refused before it takes effect, never
+//! accepted to fail every later write.
+
+use crate::target::{self, Problem, Target};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgSqlErrorCode};
+use std::ffi::CStr;
+
+const UNINSTALL_HINT: &str = "To make this change, SELECT * FROM chom_uninstall(); first, migrate, then SELECT * FROM \
+     chom_install(); (it checks what it needs). Integer widths of sites.storage_used_mb and tenants.cached_sites_count \
+     may change while chom is installed.";
+
+/// Schema and name of a relation.
+fn relation(oid: pg_sys::Oid) -> Option<(String, String)> {
+    // SAFETY: catalogue cache look-ups; a missing relation gives NULL names.
+    unsafe {
+        let name = pg_sys::get_rel_name(oid);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
+        (!name.is_null() && !schema.is_null()).then(|| {
+            (CStr::from_ptr(schema).to_string_lossy().into_owned(), CStr::from_ptr(name).to_string_lossy().into_owned())
+        })
+    }
+}
+
+/// Where chom is installed, looked up afresh (the DDL being checked may have changed it).
+fn installed() -> Option<Target> {
+    target::forget_installed();
+    target::installed()
+}
+
+/// What of chom reads or writes a column.
+fn needed_for(table: &str, column: &str) -> &'static str {
+    match (table, column) {
+        ("tenants", "cached_sites_count" | "cached_storage_mb" | "cached_at") => {
+            "chom keeps the tenant's cached aggregates in it (chom_tenant_stats(), the sites triggers)"
+        }
+        ("sites", _) => "chom's triggers on sites read it to keep the tenant aggregates and VPS loads exact",
+        ("vps_servers", _) => "chom_pick_vps() and chom's vps_servers triggers read it",
+        _ => "chom's triggers and functions use it as the table's key",
+    }
+}
+
+/// The checks, in chom's own schema (called by chom's event triggers only).
+#[pg_schema]
+pub mod chom {
+    use super::*;
+
+    /// Refuses (2BP01) the drop of a column chom reads or writes from a table chom is installed on. Called by the
+    /// sql_drop event trigger with the dropped columns and their tables.
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn guard_dropped_columns(tables: Vec<pg_sys::Oid>, columns: Vec<String>) {
+        let Some(target) = installed() else { return };
+        for (table, column) in tables.into_iter().zip(columns) {
+            let Some((schema, name)) = relation(table) else { continue };
+            if schema == target.schema && target::needs_column(&name, &column) {
+                crate::errors::raise_with_detail(
+                    PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!("cannot drop column {name}.{column}: chom needs it"),
+                    format!("{}", needed_for(&name, &column)),
+                    UNINSTALL_HINT,
+                );
+            }
+        }
+    }
+
+    /// Refuses (42P16) an ALTER TABLE that leaves chom unable to work with CHOM's tables: a column type it cannot
+    /// read, a column or table it needs renamed away. Called by the ddl_command_end event trigger with the tables
+    /// the command changed.
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn guard_altered_tables(tables: Vec<pg_sys::Oid>) {
+        let Some(target) = installed() else { return };
+        let touches_chom = tables.into_iter().filter_map(relation).any(|(schema, name)| {
+            schema == target.schema || ["tenants", "sites", "vps_servers"].contains(&name.as_str())
+        });
+        if !touches_chom {
+            return;
+        }
+        let problems: Vec<Problem> = target::problems(&target);
+        if problems.is_empty() {
+            return;
+        }
+        let described: Vec<String> = problems.iter().map(|p| p.describe(&target)).collect();
+        crate::errors::raise_with_detail(
+            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+            format!("chom cannot work with this change: {}", described.join("; ")),
+            format!("chom is installed on schema \"{}\" and keeps its aggregates from these columns.", target.schema),
+            UNINSTALL_HINT,
+        );
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn drops_of_columns_chom_needs_are_refused_before_they_happen() {
+        install_with_data();
+        for (statement, expected) in [
+            ("ALTER TABLE sites DROP COLUMN storage_used_mb", "2BP01"),
+            ("ALTER TABLE sites DROP COLUMN tenant_id CASCADE", "2BP01"),
+            ("ALTER TABLE sites DROP COLUMN deleted_at", "2BP01"),
+            ("ALTER TABLE tenants DROP COLUMN cached_sites_count", "2BP01"),
+            ("ALTER TABLE vps_servers DROP COLUMN health_status CASCADE", "2BP01"),
+            ("ALTER TABLE sites ALTER COLUMN storage_used_mb TYPE numeric", "42P16"),
+            ("ALTER TABLE sites ALTER COLUMN deleted_at TYPE text", "42P16"),
+            ("ALTER TABLE vps_servers ALTER COLUMN spec_memory_mb TYPE bigint", "42P16"),
+            ("ALTER TABLE tenants ALTER COLUMN cached_storage_mb TYPE numeric", "42P16"),
+            ("ALTER TABLE tenants RENAME TO organizations_tenants", "42P16"),
+        ] {
+            assert_eq!(sqlstate(statement).as_deref(), Some(expected), "{statement}");
+        }
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
+        // what chom does not use is the application's to change
+        assert_eq!(sqlstate("ALTER TABLE sites DROP COLUMN site_type"), None);
+        assert_eq!(sqlstate("ALTER TABLE tenants ALTER COLUMN name TYPE text"), None);
+        Spi::run("UPDATE sites SET storage_used_mb = storage_used_mb + 1").unwrap();
+        assert_eq!(drifted_tenants(), 0);
+    }
+
+    #[pg_test]
+    fn integer_widenings_chom_can_follow_keep_it_exact() {
+        install_with_data();
+        assert_eq!(sqlstate("ALTER TABLE tenants ALTER COLUMN cached_sites_count TYPE bigint"), None);
+        assert_eq!(sqlstate("ALTER TABLE sites ALTER COLUMN storage_used_mb TYPE integer"), None);
+        Spi::run(
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES \
+             (gen_random_uuid(), 'a0000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000001', 'wide.test', -7)",
+        )
+        .unwrap();
+        Spi::run("UPDATE sites SET storage_used_mb = storage_used_mb * 2 WHERE tenant_id = 'a0000000-0000-0000-0000-000000000002'").unwrap();
+        assert_eq!(drifted_tenants(), 0);
+        assert_eq!(drifted_vps(), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
+        assert!(count("SELECT sites_count::bigint FROM chom_tenant_stats('a0000000-0000-0000-0000-000000000001')") > 0);
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
+    }
+
+    #[pg_test]
+    fn uninstall_and_drop_extension_pass_the_guard() {
+        install_with_data();
+        Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname LIKE 'cached\\_%' AND NOT attisdropped"), 0);
+        // once chom is not installed, the application's schema is its own
+        assert_eq!(sqlstate("ALTER TABLE sites DROP COLUMN storage_used_mb"), None);
+    }
+
+    #[pg_test]
+    fn dropping_chom_tables_takes_chom_loads_with_them() {
+        install_with_data();
+        assert!(count("SELECT count(*) FROM chom.vps_load") > 0);
+        Spi::run("DROP TABLE sites, vps_servers, tenants CASCADE").unwrap();
+        assert_eq!(count("SELECT count(*) FROM chom.vps_load"), 0, "no ghost VPS");
+        assert_eq!(sqlstate("SELECT chom_pick_vps()").as_deref(), Some("55000"));
+    }
+}
