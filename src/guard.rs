@@ -57,7 +57,7 @@ pub mod chom {
                 crate::errors::raise_with_detail(
                     PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
                     format!("cannot drop column {name}.{column}: chom needs it"),
-                    format!("{}", needed_for(&name, &column)),
+                    needed_for(&name, &column),
                     UNINSTALL_HINT,
                 );
             }
