@@ -13,6 +13,9 @@ say() { echo "setup: $*"; }
 
 # 1. Debian packages
 apt_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo bzip2)
+# PHP and Laravel's database layer for tests/laravel.rs: Eloquent 8.x used standalone through Capsule, events for
+# model hooks, doctrine/dbal for Laravel 8's renameColumn
+apt_pkgs+=(php8.2-cli php8.2-pgsql php-illuminate-database php-ramsey-uuid php-illuminate-events php-doctrine-dbal)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then
