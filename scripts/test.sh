@@ -43,7 +43,7 @@ for v in $versions; do
       cargo test --features integration --test upgrade
   done
   echo "=== Postgres $v: integration tests"
-  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota -- --test-threads 2
+  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel -- --test-threads 2
   echo "=== Postgres $v: isolation specs"
   bash scripts/isolation.sh "$pg_config"
   summary+=("pg$v ok")
