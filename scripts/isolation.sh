@@ -20,6 +20,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ISO=$ROOT/tests/isolation
 SCHEMA=$ROOT/tests/fixtures/chom_schema.sql
+# each release installs its own library, chom-<version>.so (see the README's Upgrading)
+LIBRARY=chom-$(awk -F'"' '/^version *=/ { print $2; exit }' "$ROOT/Cargo.toml").so
 TEST_USER=${CHOM_TEST_USER:-chomtest}
 SPEC_TIMEOUT=${CHOM_ISOLATION_TIMEOUT:-600}   # seconds per spec: a permutation stuck on a lock fails, not hangs
 
@@ -73,9 +75,9 @@ run_build() {
   local missing= detail=
   if ! [ -x "$regress" ] || ! [ -x "$(dirname "$regress")/isolationtester" ]; then
     missing="no pg_isolation_regress" detail="pg_isolation_regress/isolationtester not found under $(dirname "$regress")"
-  elif ! [ -f "$sharedir/extension/chom.control" ] || ! [ -f "$pkglibdir/chom.so" ]; then
+  elif ! [ -f "$sharedir/extension/chom.control" ] || ! [ -f "$pkglibdir/$LIBRARY" ]; then
     # installing chom is scripts/test.sh's job (cargo pgrx install), not this script's
-    missing="chom not installed" detail="chom is not installed into this build (no $sharedir/extension/chom.control or $pkglibdir/chom.so)"
+    missing="chom not installed" detail="chom is not installed into this build (no $sharedir/extension/chom.control or $pkglibdir/$LIBRARY)"
   fi
   if [ -n "$missing" ]; then
     echo "FAIL: $detail; all ${#SPECS[@]} specs counted as failed"

@@ -2,6 +2,13 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION chom UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Run by ALTER EXTENSION chom UPDATE on the way to the installed version, whose library, chom-<version>
+-- (cargo pgrx substitutes @CARGO_VERSION@), is the only one an update can rely on: the function this step adds
+-- points at it, and chom--0.2.0--0.3.0.sql points every other one at it. What it locks: chom's own tables,
+-- chom_vps_load (ACCESS EXCLUSIVE, for its new columns and index: one row per VPS, milliseconds) and
+-- chom_installed; 0.1.0's triggers write chom_vps_load, so site writes wait from there until the whole update
+-- commits.
+
 -- chom_index_usage(): usage of chom's indexes and the indexes they make redundant.
 CREATE FUNCTION chom_index_usage() RETURNS TABLE (
     index_name text,
@@ -14,7 +21,7 @@ CREATE FUNCTION chom_index_usage() RETURNS TABLE (
 )
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'chom_index_usage_wrapper';
+AS 'chom-@CARGO_VERSION@', 'chom_index_usage_wrapper';
 
 -- Plan the trigger's and the pick's statements once per session (see finalize.sql).
 ALTER FUNCTION chom_sites_aggregates() SET plan_cache_mode = force_generic_plan;

@@ -9,21 +9,126 @@
 -- sites. Transactions that wrote sites before the update and commit after it apply their changes as they
 -- were made (0.2.0: in each statement).
 
+-- Every C function now points at this release's own library, chom-<version> (each release installs its
+-- library under its own name and leaves the others in place, so that databases not yet updated keep the
+-- library their objects name; see the README's Upgrading). cargo pgrx substitutes @CARGO_VERSION@ when it
+-- installs this script: an update only ever relies on the library installed with it. CREATE OR REPLACE keeps
+-- each function's owner and privileges and resets its SECURITY and SET clauses to what is written here
+-- (0.2.0's SECURITY DEFINER of the trigger functions and chom_pick_vps() goes); the settings below give each
+-- function its 0.3.0 ones, as finalize.sql does for a fresh install.
+CREATE OR REPLACE FUNCTION chom_cache_drift() RETURNS TABLE (
+    tenant_id uuid,
+    cached_sites_count integer,
+    actual_sites_count bigint,
+    cached_storage_mb bigint,
+    actual_storage_mb bigint
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_cache_drift_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_index_ddl(concurrently boolean DEFAULT true) RETURNS SETOF text
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_index_ddl_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_index_usage() RETURNS TABLE (
+    index_name text,
+    table_name text,
+    scans bigint,
+    tuples_read bigint,
+    size_bytes bigint,
+    unused boolean,
+    redundant_with text
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_index_usage_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_install() RETURNS TABLE (kind text, name text, action text)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_install_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_pick_vps(
+    min_memory_mb integer DEFAULT NULL,
+    min_disk_gb integer DEFAULT NULL,
+    region text DEFAULT NULL,
+    provider text DEFAULT NULL
+) RETURNS uuid
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_pick_vps_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_refresh_all(batch_size integer DEFAULT 1000) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_refresh_all_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_refresh_tenant(tenant uuid) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_refresh_tenant_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_repair_drift() RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_repair_drift_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_status() RETURNS TABLE (
+    kind text,
+    name text,
+    table_name text,
+    state text,
+    detail text
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_status_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_tenant_stats(tenant uuid) RETURNS TABLE (
+    sites_count integer,
+    storage_mb bigint,
+    cached_at timestamp
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_tenant_stats_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_uninstall() RETURNS TABLE (kind text, name text, action text)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_uninstall_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_vps_drift() RETURNS TABLE (
+    vps_id uuid,
+    cached_live_sites bigint,
+    actual_live_sites bigint
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_vps_drift_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_vps_load() RETURNS TABLE (
+    vps_id uuid,
+    hostname text,
+    live_sites bigint,
+    eligible boolean
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_vps_load_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_sites_aggregates() RETURNS trigger
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_sites_aggregates_wrapper';
+
+CREATE OR REPLACE FUNCTION chom_vps_registry() RETURNS trigger
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_vps_registry_wrapper';
+
 -- Each transaction's net change is now applied once, at commit, by chom_apply_pending(), called by chom
 -- itself (see finalize.sql).
 CREATE FUNCTION chom_apply_pending() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'chom_apply_pending_wrapper';
+AS 'chom-@CARGO_VERSION@', 'chom_apply_pending_wrapper';
 ALTER FUNCTION chom_apply_pending()
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
 REVOKE ALL ON FUNCTION chom_apply_pending() FROM PUBLIC;
 
--- The trigger functions only fold transition tables into backend memory now, and chom_pick_vps() reserves
--- with an advisory lock instead of a row lock of chom_vps_load: none of them needs its owner's rights.
-ALTER FUNCTION chom_sites_aggregates() SECURITY INVOKER RESET plan_cache_mode;
-ALTER FUNCTION chom_vps_registry() SECURITY INVOKER;
-ALTER FUNCTION chom_pick_vps(integer, integer, text, text) SECURITY INVOKER;
+-- The trigger functions (replaced above without 0.2.0's SECURITY DEFINER: they only fold transition tables
+-- into backend memory now) keep a pinned search_path; chom_pick_vps(), which reserves with an advisory lock
+-- instead of a row lock of chom_vps_load and so needs no rights of its owner either, keeps its generic plan.
+ALTER FUNCTION chom_sites_aggregates() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_vps_registry() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_pick_vps(integer, integer, text, text)
+    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
 
 -- chom_tenant_quota(): a tenant's live sites and storage beside its tier's limits (chom.enforce_site_quota makes
 -- max_sites hold at commit).
@@ -37,7 +142,7 @@ CREATE FUNCTION chom_tenant_quota(tenant uuid) RETURNS TABLE (
 )
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'chom_tenant_quota_wrapper';
+AS 'chom-@CARGO_VERSION@', 'chom_tenant_quota_wrapper';
 
 -- chom's own tables move into a schema of chom's own, out of the way of Laravel's migrate:fresh,
 -- RefreshDatabase and DatabaseTruncation (they drop or truncate every table of the application's schema).
@@ -97,11 +202,11 @@ DROP TABLE chom_installed;
 CREATE FUNCTION chom.guard_dropped_columns(tables oid[], columns text[]) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'guard_dropped_columns_wrapper';
+AS 'chom-@CARGO_VERSION@', 'guard_dropped_columns_wrapper';
 CREATE FUNCTION chom.guard_altered_tables(tables oid[]) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'guard_altered_tables_wrapper';
+AS 'chom-@CARGO_VERSION@', 'guard_altered_tables_wrapper';
 REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[]) FROM PUBLIC;
 
 CREATE FUNCTION chom.on_sql_drop() RETURNS event_trigger
@@ -146,10 +251,16 @@ CREATE EVENT TRIGGER chom_sql_drop ON sql_drop EXECUTE FUNCTION chom.on_sql_drop
 CREATE EVENT TRIGGER chom_ddl_command_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION chom.on_ddl_command_end();
 
--- Coming from 0.1.0, chom's installation lacks the vps_servers UPDATE trigger of 0.2.0: complete it.
+-- Coming from 0.1.0, chom's installation lacks the vps_servers UPDATE trigger of 0.2.0: complete it. This runs
+-- at the end of the chain because chom_install() is chom's library, and the only library an update can rely
+-- on is this release's, which works on chom's objects as this release shapes them. Its locks (sites and
+-- vps_servers SHARE ROW EXCLUSIVE: writers wait, readers do not) are held until the update commits, and
+-- lock_timeout applies to them: with it set, a busy database fails the update (changing nothing) instead of
+-- queueing its writers behind it.
 DO $chom$
 DECLARE
     target text;
+    started timestamptz := clock_timestamp();
 BEGIN
     SELECT n.nspname INTO target
       FROM pg_catalog.pg_trigger t
@@ -159,8 +270,14 @@ BEGIN
     IF target IS NOT NULL AND NOT EXISTS (
         SELECT FROM pg_catalog.pg_trigger
          WHERE tgname = 'chom_vps_update' AND tgrelid = format('%I.vps_servers', target)::regclass) THEN
-        RAISE NOTICE 'chom: completing the installation on schema % (recounting every tenant and VPS)', target;
+        -- ALTER EXTENSION runs its scripts with client_min_messages at least WARNING: these notices are shown
+        -- at the level the session was configured with (until the script ends)
+        PERFORM pg_catalog.set_config('client_min_messages',
+            (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'client_min_messages'), true);
+        RAISE NOTICE 'chom: completing the installation on schema % (recounting every tenant and VPS; sites and vps_servers are locked against writes until the update commits)', target;
         PERFORM @extschema@.chom_install();
+        RAISE NOTICE 'chom: installation completed in % s',
+            round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
     END IF;
 END
 $chom$;

@@ -333,7 +333,12 @@ pub fn recount_vps(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid]) {
 /// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `sites`: folds the
 /// statement's transition tables into one net change per tenant and per VPS and adds it to the transaction's
 /// pending changes, applied at commit.
-#[pg_trigger]
+// SQL written out: pgrx 0.18.1 declares trigger functions AS 'MODULE_PATHNAME', which Postgres leaves as it is
+// without module_pathname in chom.control (each release's own library, see the README's Upgrading);
+// @MODULE_PATHNAME@ is the versioned library name, as for every other function.
+#[pg_trigger(
+    sql = "CREATE FUNCTION chom_sites_aggregates() RETURNS trigger LANGUAGE c AS '@MODULE_PATHNAME@', 'chom_sites_aggregates_wrapper';"
+)]
 fn chom_sites_aggregates<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
@@ -375,7 +380,10 @@ fn chom_sites_aggregates<'a>(
 /// VPS has a row in chom.vps_load, with the attributes chom_pick_vps() filters on, so the pick finds VPSes that
 /// have no sites yet and sees status, health and size changes. The VPSes a statement touched are recorded
 /// and their rows refreshed at commit, in the same lock order as the counts.
-#[pg_trigger]
+// SQL written out: see chom_sites_aggregates.
+#[pg_trigger(
+    sql = "CREATE FUNCTION chom_vps_registry() RETURNS trigger LANGUAGE c AS '@MODULE_PATHNAME@', 'chom_vps_registry_wrapper';"
+)]
 fn chom_vps_registry<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
