@@ -14,6 +14,9 @@ if [ ! -f "$src/Cargo.toml" ]; then
 fi
 # a target dir of its own: the releases and the working tree are different builds of one crate, and cargo
 # keeps one schema generator binary per target dir (shared, the last build's would write every release's SQL)
+# Each Postgres major built there writes the same deps/libchom.so, and cargo does not rebuild (nor copy
+# back) a build it finds fresh: touching the release's sources makes it build this major's library again.
+touch "$src/src/lib.rs"
 (cd "$src" && CARGO_TARGET_DIR="$PWD/target" cargo pgrx install --pg-config "$pg_config" \
   --no-default-features --features "pg$major") >"/tmp/chom-release-$version-pg$major.log" 2>&1 \
   || { tail -40 "/tmp/chom-release-$version-pg$major.log"; exit 1; }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on Postgres 15, 16, 17 and 18 (or those named in CHOM_PG_VERSIONS, e.g. "15 18"):
 # for each build, the #[pg_test]s (cargo pgrx test); on 15 and 18 the upgrade test from every release of
-# scripts/releases (each built from its commit and used, then this version installed over it and ALTER
-# EXTENSION chom UPDATE); then chom
+# scripts/releases (each built from its commit and used, then this version installed over it while the server
+# runs, the window before ALTER EXTENSION chom UPDATE, the update, a fresh install compared); then chom
 # installed into that build, the integration tests in tests/ over real connections against servers they start
 # themselves, and the isolation specs (pg_isolation_regress) of tests/isolation. Formatting and clippy first.
 # Then the Citus leg (scripts/citus.sh; it says plainly that it skipped when the Citus source archive is absent).
@@ -25,23 +25,20 @@ for v in $versions; do
   cargo pgrx test "pg$v" --runas "$TEST_USER" --pgdata "$pgdata" 2>&1 | tee "/tmp/chom-test-pg$v.log" | grep -E "^test |test result|panicked|error" || true
   grep -q "test result: ok" "/tmp/chom-test-pg$v.log" && ! grep -q "test result: FAILED" "/tmp/chom-test-pg$v.log" \
     || { echo "pg_test failed on Postgres $v: see /tmp/chom-test-pg$v.log"; tail -80 "/tmp/chom-test-pg$v.log"; exit 1; }
-  upgrade_from=""
   if [[ " ${CHOM_UPGRADE_VERSIONS:-15 18} " == *" $v "* ]]; then
-    upgrade_from=$(awk 'NF && !/^#/ { print $1 }' scripts/releases)
-    for release in $upgrade_from; do
-      echo "=== Postgres $v: upgrade test from $release, before (the release installed)"
+    for release in $(awk 'NF && !/^#/ { print $1 }' scripts/releases); do
+      # the release installed (its library is $libdir/chom), a database created and used with it and a session
+      # left open; the test then installs this version (the command below) while the server runs, checks the
+      # window before ALTER EXTENSION chom UPDATE, updates from the old session and compares with a fresh install
+      echo "=== Postgres $v: upgrade test from $release (installed, used, this version installed over it, update)"
       bash scripts/install-release.sh "$release" "$pg_config" "$v"
-      CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$release" CHOM_UPGRADE_PHASE=before \
+      CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$release" \
+        CHOM_UPGRADE_INSTALL="cargo pgrx install --pg-config '$pg_config' --no-default-features --features pg$v >/tmp/chom-install-pg$v.log 2>&1 || { tail -40 /tmp/chom-install-pg$v.log; exit 1; }" \
         cargo test --features integration --test upgrade
     done
   fi
   cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
     || { cat /tmp/chom-install-pg$v.log; exit 1; }
-  for release in $upgrade_from; do
-    echo "=== Postgres $v: upgrade test from $release, after (this version installed over it)"
-    CHOM_PG_CONFIG="$pg_config" CHOM_UPGRADE_FROM="$release" CHOM_UPGRADE_PHASE=after \
-      cargo test --features integration --test upgrade
-  done
   echo "=== Postgres $v: integration tests"
   CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel -- --test-threads 2
   echo "=== Postgres $v: isolation specs"

@@ -1,11 +1,24 @@
-//! The upgrade test: the previous release (built from its commit by scripts/install-release.sh and installed
-//! beside this version) is created, used, and updated with ALTER EXTENSION chom UPDATE; afterwards the data is
-//! exact, the triggers work, and the extension's objects are exactly those of a fresh install of this version.
+//! The upgrade test, from a previous release (CHOM_UPGRADE_FROM, built from its commit and installed by
+//! scripts/install-release.sh) to this version, as an operator lives it on a running server:
+//!
+//! 1. **before**: a database is created with the previous release and used; an "old" session uses it too and
+//!    stays open (a pooled connection of the application);
+//! 2. **install**: this version is installed over it (CHOM_UPGRADE_INSTALL, the command scripts/test.sh gives:
+//!    `cargo pgrx install ...`, what a package upgrade does), while the server runs;
+//! 3. **window**: before anyone runs ALTER EXTENSION chom UPDATE, new sessions and the old one write sites
+//!    (insert, update, move, soft and hard delete, a transaction with a savepoint), the aggregates stay exact
+//!    (the raw cached columns against a recount), chom_tenant_stats() and chom_pick_vps() answer correctly:
+//!    the old objects keep their library (`$libdir/chom`), which installing this version leaves in place;
+//!    with a writer's transaction open and lock_timeout set, the update does not queue behind it;
+//! 4. **update**: ALTER EXTENSION chom UPDATE in the old session, which then has both libraries loaded (the
+//!    previous release's and chom-<version>), and goes on writing and reading correctly;
+//! 5. **after**: new sessions work, and every extension object is exactly that of a fresh install.
 
 mod common;
 
-use common::{drifted_tenants, drifted_vps, scalar_i64, Server};
+use common::{drifted_tenants, scalar_i64, Server};
 use postgres::Client;
+use std::collections::BTreeSet;
 
 /// Every member of the extension, with the definition, privileges and settings of its functions, the columns,
 /// indexes and constraints of its tables, and what chom put on CHOM's tables (triggers, tenants' storage).
@@ -40,63 +53,236 @@ fn extension_objects(db: &mut Client) -> Vec<String> {
     .collect()
 }
 
-/// Where the upgraded cluster lives between the two phases (one per release upgraded from).
-fn cluster_dir() -> String {
-    format!(
-        "/tmp/chom-upgrade-{}-{}",
-        std::env::var("CHOM_UPGRADE_FROM").unwrap_or_default(),
-        std::env::var("CHOM_PG_CONFIG").unwrap_or_default().replace('/', "_")
+/// VPSes whose maintained live-site count differs from an independent recount, in chom's per-VPS table of
+/// whichever version the database is at (chom.vps_load since 0.3.0, chom_vps_load before).
+fn drifted_vps(db: &mut Client) -> i64 {
+    let table: String = db
+        .query_one("SELECT coalesce(to_regclass('chom.vps_load'), to_regclass('chom_vps_load'))::text", &[])
+        .unwrap()
+        .get(0);
+    scalar_i64(
+        db,
+        &format!(
+            "SELECT count(*) FROM vps_servers v LEFT JOIN {table} l ON l.vps_id = v.id \
+             WHERE l.live_sites IS DISTINCT FROM \
+                   (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)"
+        ),
     )
 }
 
-/// Phase "before" runs with the previous release installed: a database is created with it and used. Phase
-/// "after" runs once this version is installed over it (scripts/test.sh does both installs), in new
-/// sessions as after a package upgrade: ALTER EXTENSION chom UPDATE, then the checks.
-#[test]
-fn alter_extension_update_from_the_previous_release_matches_a_fresh_install() {
-    let previous = std::env::var("CHOM_UPGRADE_FROM").expect("CHOM_UPGRADE_FROM names the release to upgrade from");
-    match std::env::var("CHOM_UPGRADE_PHASE").as_deref() {
-        Ok("before") => before_upgrade(&previous),
-        Ok("after") => after_upgrade(),
-        other => panic!("CHOM_UPGRADE_PHASE must be before or after, not {other:?}"),
+fn extension_version(db: &mut Client) -> String {
+    db.query_one("SELECT extversion FROM pg_extension WHERE extname = 'chom'", &[]).unwrap().get(0)
+}
+
+/// The chom libraries the session's backend has loaded (file names from /proc/<pid>/maps), None when that
+/// file cannot be read (the test runs as neither root nor the server's user).
+fn loaded_libraries(db: &mut Client) -> Option<BTreeSet<String>> {
+    let pid: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    Some(
+        maps.lines()
+            .filter_map(|line| line.rsplit('/').next())
+            .filter(|file| file.starts_with("chom") && file.ends_with(".so"))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn assert_libraries(db: &mut Client, expected: &[&str], when: &str) {
+    if let Some(loaded) = loaded_libraries(db) {
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(loaded, expected, "chom libraries loaded by the session {when}");
     }
 }
 
-fn before_upgrade(previous: &str) {
-    let _ = std::fs::remove_dir_all(cluster_dir());
-    let server = Server::persistent(&cluster_dir());
-    let mut db = server.chom_database("upgraded");
-    db.batch_execute(&format!("CREATE EXTENSION chom VERSION '{previous}'")).unwrap();
-    db.batch_execute(
-        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'before-update.test', 9); \
-         UPDATE sites SET deleted_at = now() WHERE domain = 'site8.example.test';",
-    )
-    .unwrap();
-    assert_eq!(drifted_tenants(&mut db), 0, "the previous release keeps the aggregates exact");
+/// Writes through every path the triggers see, each statement in its own transaction (as the application's
+/// autocommit writes), then a transaction of several statements with a savepoint rolled back; `tag` keeps the
+/// domains of each call apart.
+fn write_sites(db: &mut Client, tag: &str) {
+    let statements = [
+        format!(
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES \
+             (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, '{tag}-a.test', 11), \
+             (gen_random_uuid(), md5('tenant5')::uuid, md5('vps3')::uuid, '{tag}-b.test', 12), \
+             (gen_random_uuid(), md5('tenant5')::uuid, NULL, '{tag}-c.test', 13), \
+             (gen_random_uuid(), md5('tenant6')::uuid, md5('vps2')::uuid, '{tag}-d.test', 14)"
+        ),
+        format!("UPDATE sites SET storage_used_mb = storage_used_mb + 100 WHERE domain = '{tag}-a.test'"),
+        format!("UPDATE sites SET tenant_id = md5('tenant4')::uuid, vps_id = md5('vps5')::uuid WHERE domain = '{tag}-b.test'"),
+        format!("UPDATE sites SET deleted_at = now() WHERE domain = '{tag}-c.test'"),
+        format!("DELETE FROM sites WHERE domain = '{tag}-d.test'"),
+    ];
+    for statement in &statements {
+        db.execute(statement.as_str(), &[]).unwrap_or_else(|e| panic!("{tag}: {statement}: {e:?}"));
+    }
+    db.batch_execute(&format!(
+        "BEGIN; \
+         INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+              VALUES (gen_random_uuid(), md5('tenant7')::uuid, md5('vps3')::uuid, '{tag}-e.test', 15); \
+         SAVEPOINT s; \
+         INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+              VALUES (gen_random_uuid(), md5('tenant7')::uuid, md5('vps2')::uuid, '{tag}-f.test', 16); \
+         ROLLBACK TO SAVEPOINT s; \
+         UPDATE sites SET storage_used_mb = 150, vps_id = md5('vps2')::uuid WHERE domain = '{tag}-e.test'; \
+         COMMIT;"
+    ))
+    .unwrap_or_else(|e| panic!("{tag}: transaction with a savepoint: {e:?}"));
 }
 
-fn after_upgrade() {
+/// The aggregates are exact (raw cached columns and per-VPS counts against an independent recount), and
+/// chom_tenant_stats() and chom_pick_vps() answer what a recount answers.
+fn assert_exact_and_answering(db: &mut Client, eligible_health: &str, when: &str) {
+    assert_eq!(drifted_tenants(db), 0, "tenants' cached aggregates exact {when}");
+    assert_eq!(drifted_vps(db), 0, "per-VPS live sites exact {when}");
+    for tenant in ["tenant3", "tenant4", "tenant5", "tenant7"] {
+        let row = db
+            .query_one(
+                "SELECT s.sites_count::bigint, s.storage_mb::bigint, \
+                        (SELECT count(*) FROM sites WHERE tenant_id = md5($1)::uuid AND deleted_at IS NULL), \
+                        (SELECT coalesce(sum(storage_used_mb), 0)::bigint FROM sites \
+                          WHERE tenant_id = md5($1)::uuid AND deleted_at IS NULL) \
+                   FROM chom_tenant_stats(md5($1)::uuid) s",
+                &[&tenant],
+            )
+            .unwrap_or_else(|e| panic!("chom_tenant_stats() {when}: {e:?}"));
+        let (stats, recount): ((i64, i64), (i64, i64)) = ((row.get(0), row.get(1)), (row.get(2), row.get(3)));
+        assert_eq!(stats, recount, "chom_tenant_stats('{tenant}') {when}");
+    }
+    let row = db
+        .query_one(
+            "SELECT chom_pick_vps()::text, \
+                    (SELECT v.id::text FROM vps_servers v \
+                      WHERE v.status = 'active' AND v.allocation_type = 'shared' \
+                        AND v.health_status = ANY (string_to_array($1, ',')) \
+                      ORDER BY (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL), v.id \
+                      LIMIT 1)",
+            &[&eligible_health],
+        )
+        .unwrap_or_else(|e| panic!("chom_pick_vps() {when}: {e:?}"));
+    let (picked, least_loaded): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    assert!(picked.is_some(), "chom_pick_vps() finds a VPS {when}");
+    assert_eq!(picked, least_loaded, "chom_pick_vps() answers the least-loaded eligible VPS {when}");
+}
+
+/// Runs the command that installs this version (scripts/test.sh: cargo pgrx install into the server's build).
+fn install_this_version() {
+    let command = std::env::var("CHOM_UPGRADE_INSTALL")
+        .expect("CHOM_UPGRADE_INSTALL is the command that installs this version (scripts/test.sh sets it)");
+    let output = std::process::Command::new("sh").arg("-c").arg(&command).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_update_matches_a_fresh_install() {
+    let previous = std::env::var("CHOM_UPGRADE_FROM").expect("CHOM_UPGRADE_FROM names the release to upgrade from");
     let current = env!("CARGO_PKG_VERSION");
-    let server = Server::persistent(&cluster_dir());
+    let (old_library, new_library) = ("chom.so".to_string(), format!("chom-{current}.so"));
+    let server = Server::start();
+
+    // 1. before: the previous release, created and used; an old session that stays open
+    let mut db = server.chom_database("upgraded");
+    db.batch_execute(&format!("CREATE EXTENSION chom VERSION '{previous}'")).unwrap();
+    write_sites(&mut db, "before");
+    assert_exact_and_answering(&mut db, "healthy,unknown", "with the previous release");
+    drop(db);
+    let mut old = server.connect("upgraded");
+    // a setting the old library defines, set in the session: after the update this version's library reads it
+    old.batch_execute("SET chom.eligible_health = 'degraded'").unwrap();
+    write_sites(&mut old, "old-before");
+    assert_exact_and_answering(&mut old, "degraded", "in the old session before the install");
+    assert_libraries(&mut old, &[&old_library], "with the previous release");
+
+    // 2. install this version while the server runs
+    install_this_version();
+
+    // 3. the window: the database is still at the previous version
+    let mut new = server.connect("upgraded");
+    assert_eq!(extension_version(&mut new), previous);
+    write_sites(&mut new, "window-new");
+    assert_exact_and_answering(&mut new, "healthy,unknown", "in a new session before ALTER EXTENSION UPDATE");
+    assert_libraries(&mut new, &[&old_library], "before ALTER EXTENSION UPDATE (the old objects keep their library)");
+    write_sites(&mut old, "window-old");
+    assert_exact_and_answering(&mut old, "degraded", "in the old session before ALTER EXTENSION UPDATE");
+    drop(new);
+
+    // lock_timeout, with a writer's transaction open (its locks on sites, tenants and chom's per-VPS table
+    // held): the update either needs none of those locks and does not wait, or gives up with 55P03 when
+    // lock_timeout runs out, changing nothing, instead of queueing every writer behind it
+    let mut writer = server.connect("upgraded");
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+             VALUES (gen_random_uuid(), md5('tenant8')::uuid, md5('vps3')::uuid, 'open-writer.test', 21)",
+        )
+        .unwrap();
+    let mut dba = server.connect("upgraded");
+    let started = std::time::Instant::now();
+    let attempt = dba.batch_execute("BEGIN; SET LOCAL lock_timeout = '500ms'; ALTER EXTENSION chom UPDATE");
+    let waited = started.elapsed();
+    dba.batch_execute("ROLLBACK").unwrap();
+    match attempt {
+        Ok(()) => assert!(waited < std::time::Duration::from_millis(500), "the update waited {waited:?}"),
+        Err(error) => {
+            assert_eq!(error.code(), Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE), "{error:?}");
+            assert!(waited < std::time::Duration::from_secs(5), "the update gave up after {waited:?}");
+        }
+    }
+    assert_eq!(extension_version(&mut dba), previous);
+    writer.batch_execute("COMMIT").unwrap();
+    assert_eq!(drifted_tenants(&mut dba), 0);
+    drop((writer, dba));
+
+    // 4. the update, in the session that has used the old library: both libraries in one backend
+    old.batch_execute("ALTER EXTENSION chom UPDATE").unwrap();
+    assert_eq!(extension_version(&mut old), current);
+    write_sites(&mut old, "updated-old");
+    assert_exact_and_answering(&mut old, "degraded", "in the old session after ALTER EXTENSION UPDATE");
+    assert_libraries(&mut old, &[&old_library, &new_library], "that updated (the previous release's and this one's)");
+    // the setting this version adds is defined by its library beside the old library's ones, and read
+    old.batch_execute("SET chom.enforce_site_quota = on").unwrap();
+    let refused = old
+        .execute(
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+             VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'over-quota.test', 1)",
+            &[],
+        )
+        .expect_err("tenant 3 (starter, 5 sites at most) is over its quota");
+    assert_eq!(refused.code(), Some(&postgres::error::SqlState::CHECK_VIOLATION), "{refused:?}");
+    old.batch_execute("RESET chom.enforce_site_quota").unwrap();
+    write_sites(&mut old, "updated-old-again");
+    assert_exact_and_answering(&mut old, "degraded", "in the old session after a refused write");
+    drop(old);
+
+    // 5. after: new sessions, this version's library only, and the objects of a fresh install
     let mut db = server.connect("upgraded");
-    db.batch_execute("ALTER EXTENSION chom UPDATE").unwrap();
-    let version: String =
-        db.query_one("SELECT extversion FROM pg_extension WHERE extname = 'chom'", &[]).unwrap().get(0);
-    assert_eq!(version, current);
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(drifted_vps(&mut db), 0);
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_vps_drift()"), 0, "VPS attributes filled by the upgrade");
+    assert_libraries(&mut db, &[&new_library], "after ALTER EXTENSION UPDATE");
     db.batch_execute(
         "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps4')::uuid, 'after-update.test', 90); \
-         UPDATE sites SET tenant_id = md5('tenant4')::uuid WHERE domain = 'before-update.test'; \
+         UPDATE sites SET tenant_id = md5('tenant4')::uuid WHERE domain = 'before-a.test'; \
          UPDATE vps_servers SET health_status = 'unhealthy' WHERE id = md5('vps4')::uuid;",
     )
     .unwrap();
-    assert_eq!(drifted_tenants(&mut db), 0, "triggers still work after the update");
-    assert_eq!(drifted_vps(&mut db), 0);
+    write_sites(&mut db, "after");
+    assert_exact_and_answering(&mut db, "healthy,unknown", "after the update");
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_vps_drift()"), 0, "the new vps_servers trigger works");
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
     assert!(scalar_i64(&mut db, "SELECT count(*) FROM chom_index_usage()") >= 21);
+
+    // a setting given before the library is loaded (a placeholder, as from postgresql.conf or ALTER DATABASE)
+    // is defined by it with that value
+    db.batch_execute("ALTER DATABASE upgraded SET chom.eligible_health = 'degraded'").unwrap();
+    let mut configured = server.connect("upgraded");
+    assert_exact_and_answering(&mut configured, "degraded", "with chom.eligible_health set for the database");
+    db.batch_execute("ALTER DATABASE upgraded RESET chom.eligible_health").unwrap();
+    drop(configured);
 
     let mut fresh = server.chom_database("fresh");
     fresh.batch_execute("CREATE EXTENSION chom").unwrap();
@@ -107,6 +293,4 @@ fn after_upgrade() {
         only_upgraded.is_empty() && only_fresh.is_empty(),
         "the upgrade script and a fresh install disagree:\nonly after upgrade: {only_upgraded:#?}\nonly in fresh install: {only_fresh:#?}"
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(cluster_dir());
 }
