@@ -2,12 +2,12 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION chom UPDATE TO '0.3.0'" to load this file. \quit
 
--- What it locks, from 0.2.0: nothing of CHOM's tables and no row; it changes chom's own objects only (catalogue
--- rows, a brief lock on each), so it runs in milliseconds at any scale. From 0.1.0 (through 0.2.0) it ends with
--- chom_install(), which adds the vps_servers UPDATE trigger 0.2.0 introduced and recounts every tenant and VPS
--- while sites and vps_servers are locked (SHARE ROW EXCLUSIVE: writers wait, readers do not): seconds at 1M
--- sites. Transactions that wrote sites before the update and commit after it apply their changes as they
--- were made (0.2.0: in each statement).
+-- What it locks, from 0.2.0: chom's own objects (catalogue rows), and, to re-create chom's triggers with their
+-- new arguments, sites and vps_servers in SHARE ROW EXCLUSIVE (writers wait, readers do not) for milliseconds
+-- at any scale; no row of CHOM's tables is rewritten. From 0.1.0 (through 0.2.0) chom_install() also adds the
+-- vps_servers UPDATE trigger 0.2.0 introduced and recounts every tenant and VPS under the same locks: seconds
+-- at 1M sites. Set lock_timeout to bound the wait for those locks. Transactions that wrote sites before the
+-- update and commit after it apply their changes as they were made (0.2.0: in each statement).
 
 -- Every C function now points at this release's own library, chom-<version> (each release installs its
 -- library under its own name and leaves the others in place, so that databases not yet updated keep the
@@ -203,11 +203,11 @@ CREATE FUNCTION chom.guard_dropped_columns(tables oid[], columns text[]) RETURNS
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'chom-@CARGO_VERSION@', 'guard_dropped_columns_wrapper';
-CREATE FUNCTION chom.guard_altered_tables(tables oid[]) RETURNS void
+CREATE FUNCTION chom.guard_altered_tables(tables oid[], attnums integer[]) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'chom-@CARGO_VERSION@', 'guard_altered_tables_wrapper';
-REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[], integer[]) FROM PUBLIC;
 
 CREATE FUNCTION chom.on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -237,12 +237,13 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tables oid[];
+    attnums integer[];
 BEGIN
-    SELECT array_agg(DISTINCT c.objid) INTO tables
+    SELECT array_agg(c.objid), array_agg(c.objsubid) INTO tables, attnums
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
      WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_catalog.pg_class'::regclass;
     IF tables IS NOT NULL THEN
-        PERFORM chom.guard_altered_tables(tables);
+        PERFORM chom.guard_altered_tables(tables, attnums);
     END IF;
 END
 $$;
@@ -251,10 +252,12 @@ CREATE EVENT TRIGGER chom_sql_drop ON sql_drop EXECUTE FUNCTION chom.on_sql_drop
 CREATE EVENT TRIGGER chom_ddl_command_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION chom.on_ddl_command_end();
 
--- Coming from 0.1.0, chom's installation lacks the vps_servers UPDATE trigger of 0.2.0: complete it. This runs
--- at the end of the chain because chom_install() is chom's library, and the only library an update can rely
--- on is this release's, which works on chom's objects as this release shapes them. Its locks (sites and
--- vps_servers SHARE ROW EXCLUSIVE: writers wait, readers do not) are held until the update commits, and
+-- Where chom is installed, chom_install() completes it: chom's triggers now carry the names of the columns chom
+-- uses (so that it follows the application's renames), and coming from 0.1.0 the vps_servers UPDATE trigger of
+-- 0.2.0 is added and every tenant and VPS recounted.
+-- This runs at the end of the chain because chom_install() is chom's library, and the only library an update
+-- can rely on is this release's, which works on chom's objects as this release shapes them. Its locks (sites
+-- and vps_servers SHARE ROW EXCLUSIVE: writers wait, readers do not) are held until the update commits, and
 -- lock_timeout applies to them: with it set, a busy database fails the update (changing nothing) instead of
 -- queueing its writers behind it.
 DO $chom$
@@ -267,14 +270,12 @@ BEGIN
       JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE t.tgname = 'chom_sites_insert' AND c.relname = 'sites';
-    IF target IS NOT NULL AND NOT EXISTS (
-        SELECT FROM pg_catalog.pg_trigger
-         WHERE tgname = 'chom_vps_update' AND tgrelid = format('%I.vps_servers', target)::regclass) THEN
+    IF target IS NOT NULL THEN
         -- ALTER EXTENSION runs its scripts with client_min_messages at least WARNING: these notices are shown
         -- at the level the session was configured with (until the script ends)
         PERFORM pg_catalog.set_config('client_min_messages',
             (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'client_min_messages'), true);
-        RAISE NOTICE 'chom: completing the installation on schema % (recounting every tenant and VPS; sites and vps_servers are locked against writes until the update commits)', target;
+        RAISE NOTICE 'chom: updating the installation on schema % (sites and vps_servers are locked against writes until the update commits)', target;
         PERFORM @extschema@.chom_install();
         RAISE NOTICE 'chom: installation completed in % s',
             round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);

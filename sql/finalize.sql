@@ -5,7 +5,7 @@ REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean)
     chom_refresh_all(integer), chom_refresh_tenant(uuid) FROM PUBLIC;
 
 -- The migrations guard's checks are called by chom's event triggers only.
-REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[], integer[]) FROM PUBLIC;
 
 -- chom's tables hold no secrets; reading them needs no grant.
 GRANT USAGE ON SCHEMA chom TO PUBLIC;

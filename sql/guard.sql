@@ -4,8 +4,8 @@
 --   refused before the drop takes effect (2BP01, with what of chom needs it and the supported way); and when
 --   CHOM's tables (or chom's triggers) go, as with Laravel's migrate:fresh, chom's per-VPS loads go with them,
 --   so that chom_pick_vps() never answers a VPS that no longer exists.
--- chom_ddl_command_end (ddl_command_end, ALTER TABLE): a type change chom cannot work with, or a renamed table
---   chom needs, is refused (42P16); a renamed column chom uses is followed.
+-- chom_ddl_command_end (ddl_command_end, ALTER TABLE): a renamed column chom uses is followed (chom's triggers
+--   carry the new name); a type change chom cannot work with, or a renamed table chom needs, is refused (42P16).
 -- The checks themselves are chom.guard_*() (src/guard.rs), which know what chom needs.
 
 CREATE FUNCTION chom.on_sql_drop() RETURNS event_trigger
@@ -36,12 +36,13 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tables oid[];
+    attnums integer[];
 BEGIN
-    SELECT array_agg(DISTINCT c.objid) INTO tables
+    SELECT array_agg(c.objid), array_agg(c.objsubid) INTO tables, attnums
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
      WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_catalog.pg_class'::regclass;
     IF tables IS NOT NULL THEN
-        PERFORM chom.guard_altered_tables(tables);
+        PERFORM chom.guard_altered_tables(tables, attnums);
     END IF;
 END
 $$;

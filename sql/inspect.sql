@@ -1,21 +1,24 @@
 -- chom's inspection of CHOM's schema: every fact about every object chom manages, in one statement, read by
 -- src/inspect.rs and classified there (src/control.rs); chom_install(), chom_status(), chom_index_ddl() and
 -- chom_uninstall() all decide from these rows. Placeholders: {chom} (chom's own schema).
--- $1 the schema of CHOM's tables; $2 the cached columns chom maintains on tenants; $3, $4 chom's triggers and
--- their tables; $5 the comment on chom's indexes; $6 the comment on the columns chom added; $7, $8 the
--- comments on chom's sites INSERT trigger (chom left tenants' fillfactor alone / chom set it).
+-- $1 the schema of CHOM's tables; $2 the cached columns chom maintains on tenants (their current names); $3, $4
+-- chom's triggers and their tables; $5 the comment on chom's indexes; $6 the comment on the columns chom added;
+-- $7, $8 the comments on chom's sites INSERT trigger (chom left tenants' fillfactor alone / chom set it); $9 the
+-- arguments chom's triggers carry (the current names of the columns chom uses, as pg_trigger.tgargs stores them).
 -- One row per object: kind, name, table_name, then the facts of its kind (NULL where they do not apply):
 --   present      the object exists (storage: tenants is a plain table, which takes storage parameters)
 --   valid        index: valid and ready; trigger: enabled
 --   marked       carries chom's comment
 --   matches      index: an index on the catalogue's table with its key columns, not partial; trigger: its
 --                comment says chom set tenants' fillfactor
+--   current      trigger: it carries the arguments chom's triggers carry now ($9)
 --   equivalent   index: another valid, non-partial b-tree of the table whose leading key columns are the
 --                catalogue's (direction aside: a b-tree is read both ways), the shortest first
 --   missing      index: what it needs that does not exist: 'table' or the first missing key column
 --   type_name    column: its type
 --   setting      storage: tenants' fillfactor when set
 --   updates, hot_updates   storage: row updates of tenants since statistics were reset, and how many were HOT
+-- Columns are listed under the position of their name in $2.
 WITH tables AS (
     SELECT c.oid, c.relname::text AS relname, c.relkind
       FROM pg_catalog.pg_class c
@@ -55,14 +58,15 @@ SELECT 'index'::text AS kind, m.name, m.table_name,
                                         AND a.attnum > 0 AND NOT a.attisdropped)
                    ORDER BY k.position LIMIT 1)
        END AS missing,
-       NULL::text AS type_name, NULL::integer AS setting, NULL::bigint AS updates, NULL::bigint AS hot_updates
+       NULL::text AS type_name, NULL::integer AS setting, NULL::bigint AS updates, NULL::bigint AS hot_updates,
+       NULL::boolean AS current
   FROM catalogue m
   LEFT JOIN named n ON n.name = m.name
 UNION ALL
-SELECT 'column', c.column_name, 'tenants',
+SELECT 'column', c.position::text, 'tenants',
        a.attnum IS NOT NULL, NULL, coalesce(pg_catalog.col_description(a.attrelid, a.attnum) = $6, false), NULL,
-       NULL, NULL, a.atttypid::pg_catalog.regtype::text, NULL, NULL, NULL
-  FROM unnest($2::text[]) AS c(column_name)
+       NULL, NULL, a.atttypid::pg_catalog.regtype::text, NULL, NULL, NULL, NULL
+  FROM unnest($2::text[]) WITH ORDINALITY AS c(column_name, position)
   LEFT JOIN tables t ON t.relname = 'tenants' AND t.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_attribute a
          ON a.attrelid = t.oid AND a.attname = c.column_name AND a.attnum > 0 AND NOT a.attisdropped
@@ -71,7 +75,7 @@ SELECT 'trigger', g.trigger_name, g.table_name,
        tg.oid IS NOT NULL, tg.tgenabled <> 'D',
        coalesce(pg_catalog.obj_description(tg.oid, 'pg_trigger') IN ($7, $8), false),
        coalesce(pg_catalog.obj_description(tg.oid, 'pg_trigger') = $8, false),
-       NULL, NULL, NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, tg.tgargs = $9
   FROM unnest($3::text[], $4::text[]) AS g(trigger_name, table_name)
   LEFT JOIN tables t ON t.relname = g.table_name AND t.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = t.oid AND tg.tgname = g.trigger_name
@@ -80,11 +84,11 @@ SELECT 'storage', 'fillfactor', 'tenants',
        t.relkind = 'r', NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT o.option_value::integer FROM pg_catalog.pg_options_to_table(c.reloptions) o
          WHERE o.option_name = 'fillfactor'),
-       s.n_tup_upd, s.n_tup_hot_upd
+       s.n_tup_upd, s.n_tup_hot_upd, NULL
   FROM (SELECT 1) one
   LEFT JOIN tables t ON t.relname = 'tenants' AND t.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_class c ON c.oid = t.oid
   LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = t.oid
 UNION ALL
 SELECT 'load', 'vps_load', 'vps_servers', true, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, (SELECT count(*) FROM {chom}.vps_load), NULL
+       NULL, (SELECT count(*) FROM {chom}.vps_load), NULL, NULL

@@ -1,7 +1,8 @@
 -- The statements chom runs against CHOM's tables, one per "-- name:" block, loaded by src/queries.rs.
 -- Placeholders, replaced with quoted names when chom runs them: {tenants}, {sites}, {vps_servers} (CHOM's
--- tables in the schema chom was installed on), {chom} (chom's own schema), {live_sites} (the block of that
--- name, inlined). Each block has a variant of queries::Query.
+-- tables in the schema chom was installed on), {tenants.cached_at} and the like (the columns chom uses, under
+-- their current names: chom follows the application's renames), {chom} (chom's own schema), {live_sites} (the
+-- block of that name, inlined). Each block has a variant of queries::Query.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.
 -- The read queries lay the calling transaction's pending changes (src/pending.rs) over the stored values, so
 -- that a transaction sees its own writes: pending ids with their changes as parallel arrays, a boolean for
@@ -10,22 +11,22 @@
 
 -- name: live_sites
 -- Live sites and storage per tenant, for the tenants in $1 (every tenant when $1 is NULL).
-SELECT s.tenant_id, count(*) AS sites_count, coalesce(sum(s.storage_used_mb), 0) AS storage_mb
+SELECT s.{sites.tenant_id} AS tenant_id, count(*) AS sites_count, coalesce(sum(s.{sites.storage_used_mb}), 0) AS storage_mb
   FROM {sites} s
- WHERE s.deleted_at IS NULL AND ($1::uuid[] IS NULL OR s.tenant_id = ANY ($1::uuid[]))
- GROUP BY s.tenant_id
+ WHERE s.{sites.deleted_at} IS NULL AND ($1::uuid[] IS NULL OR s.{sites.tenant_id} = ANY ($1::uuid[]))
+ GROUP BY s.{sites.tenant_id}
 
 -- name: recount_tenants
 -- Recomputes the cached aggregates of the tenants in $1 (every tenant when NULL) and stamps cached_at.
 -- Callers lock those tenant rows first, in id order, so that no concurrent trigger delta is lost.
 WITH live AS ({live_sites})
 UPDATE {tenants} t
-   SET cached_sites_count = coalesce(l.sites_count, 0),
-       cached_storage_mb  = coalesce(l.storage_mb, 0),
-       cached_at          = localtimestamp(0)
+   SET {tenants.cached_sites_count} = coalesce(l.sites_count, 0),
+       {tenants.cached_storage_mb}  = coalesce(l.storage_mb, 0),
+       {tenants.cached_at}          = localtimestamp(0)
   FROM {tenants} t0
-  LEFT JOIN live l ON l.tenant_id = t0.id
- WHERE t.id = t0.id AND ($1::uuid[] IS NULL OR t0.id = ANY ($1::uuid[]))
+  LEFT JOIN live l ON l.tenant_id = t0.{tenants.id}
+ WHERE t.{tenants.id} = t0.{tenants.id} AND ($1::uuid[] IS NULL OR t0.{tenants.id} = ANY ($1::uuid[]))
 
 -- name: tenant_drift
 -- Tenants (those in $1, every one when NULL) whose cached aggregates differ from a recount of their live
@@ -35,12 +36,12 @@ UPDATE {tenants} t
 WITH live AS ({live_sites}),
 pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS p(id, sites, storage)),
 cached AS (
-    SELECT t.id,
-           CASE WHEN $5::boolean THEN 0 ELSE t.cached_sites_count END + coalesce(p.sites, 0) AS sites_count,
-           CASE WHEN $5::boolean THEN 0 ELSE t.cached_storage_mb END + coalesce(p.storage, 0) AS storage_mb
+    SELECT t.{tenants.id} AS id,
+           CASE WHEN $5::boolean THEN 0 ELSE t.{tenants.cached_sites_count} END + coalesce(p.sites, 0) AS sites_count,
+           CASE WHEN $5::boolean THEN 0 ELSE t.{tenants.cached_storage_mb} END + coalesce(p.storage, 0) AS storage_mb
       FROM {tenants} t
-      LEFT JOIN pending p ON p.id = t.id
-     WHERE ($1::uuid[] IS NULL OR t.id = ANY ($1::uuid[])) AND t.id <> ALL ($6::uuid[])
+      LEFT JOIN pending p ON p.id = t.{tenants.id}
+     WHERE ($1::uuid[] IS NULL OR t.{tenants.id} = ANY ($1::uuid[])) AND t.{tenants.id} <> ALL ($6::uuid[])
 )
 SELECT c.id, c.sites_count::integer, coalesce(l.sites_count, 0)::bigint,
        c.storage_mb::bigint, coalesce(l.storage_mb, 0)::bigint
@@ -53,21 +54,26 @@ SELECT c.id, c.sites_count::integer, coalesce(l.sites_count, 0)::bigint,
 -- Row locks on tenants, always taken in id order (the commit's lock order, see src/aggregates.rs).
 -- Returns the ctid of each locked row version (the latest one: a row updated concurrently is followed to its
 -- new version before it is locked), which nobody else can change until the transaction ends.
-SELECT t.id, t.ctid FROM {tenants} t WHERE t.id = ANY ($1::uuid[]) ORDER BY t.id FOR NO KEY UPDATE OF t
+SELECT t.{tenants.id}, t.ctid
+  FROM {tenants} t
+ WHERE t.{tenants.id} = ANY ($1::uuid[])
+ ORDER BY t.{tenants.id}
+   FOR NO KEY UPDATE OF t
 
 -- name: apply_locked_tenant_deltas
 -- A transaction's net change per tenant, for the rows lock_tenants locked, reached by ctid (a TID scan each).
 UPDATE {tenants} t
-   SET cached_sites_count = t.cached_sites_count + d.sites,
-       cached_storage_mb  = t.cached_storage_mb + d.storage
+   SET {tenants.cached_sites_count} = t.{tenants.cached_sites_count} + d.sites,
+       {tenants.cached_storage_mb}  = t.{tenants.cached_storage_mb} + d.storage
   FROM unnest($1::tid[], $2::integer[], $3::bigint[]) AS d(ctid, sites, storage)
  WHERE t.ctid = d.ctid
 
 -- name: apply_tenant_delta
 -- The same change for a transaction that touched one tenant (most single-row writes): no lock order to keep.
-UPDATE {tenants}
-   SET cached_sites_count = cached_sites_count + $2, cached_storage_mb = cached_storage_mb + $3
- WHERE id = $1
+UPDATE {tenants} t
+   SET {tenants.cached_sites_count} = t.{tenants.cached_sites_count} + $2,
+       {tenants.cached_storage_mb}  = t.{tenants.cached_storage_mb} + $3
+ WHERE t.{tenants.id} = $1
 
 -- name: apply_vps_deltas
 -- A transaction's net change of live sites per VPS, on rows lock_vps locked. Every VPS has a row
@@ -84,10 +90,11 @@ UPDATE {chom}.vps_load SET live_sites = live_sites + $2 WHERE vps_id = $1 RETURN
 
 -- name: zero_tenants
 -- TRUNCATE sites: no tenant has a live site left (rows locked in id order, as every commit does).
-UPDATE {tenants} t SET cached_sites_count = 0, cached_storage_mb = 0
-  FROM (SELECT z.id FROM {tenants} z WHERE z.cached_sites_count <> 0 OR z.cached_storage_mb <> 0
-         ORDER BY z.id FOR NO KEY UPDATE OF z) nonzero
- WHERE t.id = nonzero.id
+UPDATE {tenants} t SET {tenants.cached_sites_count} = 0, {tenants.cached_storage_mb} = 0
+  FROM (SELECT z.{tenants.id} AS id FROM {tenants} z
+         WHERE z.{tenants.cached_sites_count} <> 0 OR z.{tenants.cached_storage_mb} <> 0
+         ORDER BY z.{tenants.id} FOR NO KEY UPDATE OF z) nonzero
+ WHERE t.{tenants.id} = nonzero.id
 
 -- name: zero_vps
 UPDATE {chom}.vps_load l SET live_sites = 0
@@ -100,10 +107,11 @@ UPDATE {chom}.vps_load l SET live_sites = 0
 -- rewritten, so a health-check timestamp update costs nothing here). New VPSes start with no sites.
 INSERT INTO {chom}.vps_load AS l
        (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
-SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
+SELECT v.{vps_servers.id}, 0, v.{vps_servers.status}, v.{vps_servers.allocation_type}, v.{vps_servers.health_status},
+       v.{vps_servers.spec_memory_mb}, v.{vps_servers.spec_disk_gb}, v.{vps_servers.region}, v.{vps_servers.provider}
   FROM {vps_servers} v
- WHERE v.id = ANY ($1::uuid[])
- ORDER BY v.id
+ WHERE v.{vps_servers.id} = ANY ($1::uuid[])
+ ORDER BY v.{vps_servers.id}
     ON CONFLICT (vps_id) DO UPDATE
    SET status = excluded.status, allocation_type = excluded.allocation_type, health_status = excluded.health_status,
        spec_memory_mb = excluded.spec_memory_mb, spec_disk_gb = excluded.spec_disk_gb,
@@ -119,28 +127,29 @@ DELETE FROM {chom}.vps_load
 -- A row for each VPS in $1 that has none (its count is set by recount_vps next, after the row is locked).
 INSERT INTO {chom}.vps_load AS l
        (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
-SELECT v.id, 0, v.status, v.allocation_type, v.health_status, v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
+SELECT v.{vps_servers.id}, 0, v.{vps_servers.status}, v.{vps_servers.allocation_type}, v.{vps_servers.health_status},
+       v.{vps_servers.spec_memory_mb}, v.{vps_servers.spec_disk_gb}, v.{vps_servers.region}, v.{vps_servers.provider}
   FROM {vps_servers} v
- WHERE v.id = ANY ($1::uuid[])
- ORDER BY v.id
+ WHERE v.{vps_servers.id} = ANY ($1::uuid[])
+ ORDER BY v.{vps_servers.id}
     ON CONFLICT (vps_id) DO NOTHING
 
 -- name: recount_vps
 -- Recomputes chom.vps_load (count and attributes) for the VPSes in $1 (every VPS when NULL).
 WITH live AS (
-    SELECT s.vps_id, count(*) AS sites_count
+    SELECT s.{sites.vps_id} AS vps_id, count(*) AS sites_count
       FROM {sites} s
-     WHERE s.deleted_at IS NULL AND s.vps_id IS NOT NULL AND ($1::uuid[] IS NULL OR s.vps_id = ANY ($1::uuid[]))
-     GROUP BY s.vps_id
+     WHERE s.{sites.deleted_at} IS NULL AND s.{sites.vps_id} IS NOT NULL AND ($1::uuid[] IS NULL OR s.{sites.vps_id} = ANY ($1::uuid[]))
+     GROUP BY s.{sites.vps_id}
 )
 INSERT INTO {chom}.vps_load AS l
        (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
-SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.health_status,
-       v.spec_memory_mb, v.spec_disk_gb, v.region, v.provider
+SELECT v.{vps_servers.id}, coalesce(live.sites_count, 0), v.{vps_servers.status}, v.{vps_servers.allocation_type}, v.{vps_servers.health_status},
+       v.{vps_servers.spec_memory_mb}, v.{vps_servers.spec_disk_gb}, v.{vps_servers.region}, v.{vps_servers.provider}
   FROM {vps_servers} v
-  LEFT JOIN live ON live.vps_id = v.id
- WHERE $1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])
- ORDER BY v.id
+  LEFT JOIN live ON live.vps_id = v.{vps_servers.id}
+ WHERE $1::uuid[] IS NULL OR v.{vps_servers.id} = ANY ($1::uuid[])
+ ORDER BY v.{vps_servers.id}
     ON CONFLICT (vps_id) DO UPDATE
    SET live_sites = excluded.live_sites, status = excluded.status, allocation_type = excluded.allocation_type,
        health_status = excluded.health_status, spec_memory_mb = excluded.spec_memory_mb,
@@ -150,7 +159,7 @@ SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.healt
 -- Rows of VPSes that no longer exist, among those in $1 (all when NULL).
 DELETE FROM {chom}.vps_load l
  WHERE ($1::uuid[] IS NULL OR l.vps_id = ANY ($1::uuid[]))
-   AND NOT EXISTS (SELECT FROM {vps_servers} v WHERE v.id = l.vps_id)
+   AND NOT EXISTS (SELECT FROM {vps_servers} v WHERE v.{vps_servers.id} = l.vps_id)
 
 -- name: vps_drift
 -- VPSes (those in $1, every one when NULL) whose maintained live-site count differs from a recount (a missing
@@ -160,22 +169,22 @@ DELETE FROM {chom}.vps_load l
 -- commit ($6: all of them, vps_servers was truncated), $7 the VPSes recounted at commit (never drift).
 WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
 vps AS (
-    SELECT v.id,
-           l.vps_id IS NOT NULL OR $6::boolean OR v.id = ANY ($5::uuid[]) AS has_row,
-           $6::boolean OR v.id = ANY ($5::uuid[]) AS refreshed,
+    SELECT v.{vps_servers.id} AS id,
+           l.vps_id IS NOT NULL OR $6::boolean OR v.{vps_servers.id} = ANY ($5::uuid[]) AS has_row,
+           $6::boolean OR v.{vps_servers.id} = ANY ($5::uuid[]) AS refreshed,
            CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
            (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
-             IS DISTINCT FROM (v.status::text, v.allocation_type::text, v.health_status::text, v.spec_memory_mb,
-                               v.spec_disk_gb, v.region::text, v.provider::text) AS stale_attributes
+             IS DISTINCT FROM (v.{vps_servers.status}::text, v.{vps_servers.allocation_type}::text, v.{vps_servers.health_status}::text, v.{vps_servers.spec_memory_mb},
+                               v.{vps_servers.spec_disk_gb}, v.{vps_servers.region}::text, v.{vps_servers.provider}::text) AS stale_attributes
       FROM {vps_servers} v
-      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
-      LEFT JOIN pending p ON p.id = v.id
-     WHERE ($1::uuid[] IS NULL OR v.id = ANY ($1::uuid[])) AND v.id <> ALL ($7::uuid[])
+      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.{vps_servers.id}
+      LEFT JOIN pending p ON p.id = v.{vps_servers.id}
+     WHERE ($1::uuid[] IS NULL OR v.{vps_servers.id} = ANY ($1::uuid[])) AND v.{vps_servers.id} <> ALL ($7::uuid[])
 )
 SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites_count
   FROM vps
  CROSS JOIN LATERAL (SELECT count(*) AS sites_count FROM {sites} s
-                      WHERE s.vps_id = vps.id AND s.deleted_at IS NULL) live
+                      WHERE s.{sites.vps_id} = vps.id AND s.{sites.deleted_at} IS NULL) live
  WHERE CASE WHEN vps.has_row THEN vps.live_sites END IS DISTINCT FROM live.sites_count
     OR (vps.stale_attributes AND NOT vps.refreshed)
  ORDER BY vps.id
@@ -183,34 +192,36 @@ SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites
 -- name: quota_violation
 -- The first of the tenants in $1 (those whose live sites this transaction raises, already updated and locked
 -- by it) whose count is now above its tier's max_sites (-1: unlimited; no tier_limits row: not limited).
-SELECT t.id, t.cached_sites_count::integer, l.max_sites
+SELECT t.{tenants.id}, t.{tenants.cached_sites_count}::integer, l.max_sites
   FROM {tenants} t
   JOIN {tier_limits} l ON l.tier = t.tier
- WHERE t.id = ANY ($1::uuid[]) AND l.max_sites >= 0 AND t.cached_sites_count > l.max_sites
- ORDER BY t.id
+ WHERE t.{tenants.id} = ANY ($1::uuid[]) AND l.max_sites >= 0 AND t.{tenants.cached_sites_count} > l.max_sites
+ ORDER BY t.{tenants.id}
  LIMIT 1
 
 -- name: tenant_quota
 -- One tenant's cached aggregates beside its tier's limits (primary-key reads; no tier_limits row: NULLs).
-SELECT t.cached_sites_count::integer, l.max_sites, t.cached_storage_mb, l.max_storage_gb::bigint * 1024
+SELECT t.{tenants.cached_sites_count}::integer, l.max_sites, t.{tenants.cached_storage_mb}, l.max_storage_gb::bigint * 1024
   FROM {tenants} t
   LEFT JOIN {tier_limits} l ON l.tier = t.tier
- WHERE t.id = $1
+ WHERE t.{tenants.id} = $1
 
 -- name: tenant_batch
 -- The next $2 tenant ids after $1 (from the first when NULL), for chom_refresh_all().
 SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}')
-  FROM (SELECT t.id FROM {tenants} t WHERE $1::uuid IS NULL OR t.id > $1::uuid ORDER BY t.id LIMIT $2) b
+  FROM (SELECT t.{tenants.id} AS id FROM {tenants} t
+         WHERE $1::uuid IS NULL OR t.{tenants.id} > $1::uuid
+         ORDER BY t.{tenants.id} LIMIT $2) b
 
 -- name: lock_vps
 -- Row locks on chom.vps_load, in id order (after the tenants, in the commit's lock order).
 SELECT l.vps_id FROM {chom}.vps_load l WHERE l.vps_id = ANY ($1::uuid[]) ORDER BY l.vps_id FOR NO KEY UPDATE
 
 -- name: tenant_stats
-SELECT t.cached_sites_count::integer, t.cached_storage_mb, t.cached_at,
-       t.cached_at IS NULL OR t.cached_at < localtimestamp(0) - make_interval(secs => $2) AS stale
+SELECT t.{tenants.cached_sites_count}::integer, t.{tenants.cached_storage_mb}, t.{tenants.cached_at},
+       t.{tenants.cached_at} IS NULL OR t.{tenants.cached_at} < localtimestamp(0) - make_interval(secs => $2) AS stale
   FROM {tenants} t
- WHERE t.id = $1
+ WHERE t.{tenants.id} = $1
 
 -- name: tenant_live_stats
 -- One tenant's aggregates recounted, and the cached_at a recount in this transaction stores.
@@ -238,38 +249,38 @@ SELECT l.vps_id, l.live_sites
 -- included), loads from chom.vps_load with the pending changes laid over them ($6, $7 pending ids and changes,
 -- $8 counts restart from zero, $9 VPSes recounted at commit), every eligible VPS, least loaded first.
 WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites))
-SELECT v.id
+SELECT v.{vps_servers.id}
   FROM {vps_servers} v
-  LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
-  LEFT JOIN pending p ON p.id = v.id
- WHERE v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
-   AND ($2::integer IS NULL OR v.spec_memory_mb >= $2::integer)
-   AND ($3::integer IS NULL OR v.spec_disk_gb >= $3::integer)
-   AND ($4::text IS NULL OR v.region = $4::text)
-   AND ($5::text IS NULL OR v.provider = $5::text)
- ORDER BY CASE WHEN v.id = ANY ($9::uuid[])
-               THEN (SELECT count(*) FROM {sites} s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)
+  LEFT JOIN {chom}.vps_load l ON l.vps_id = v.{vps_servers.id}
+  LEFT JOIN pending p ON p.id = v.{vps_servers.id}
+ WHERE v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
+   AND ($2::integer IS NULL OR v.{vps_servers.spec_memory_mb} >= $2::integer)
+   AND ($3::integer IS NULL OR v.{vps_servers.spec_disk_gb} >= $3::integer)
+   AND ($4::text IS NULL OR v.{vps_servers.region} = $4::text)
+   AND ($5::text IS NULL OR v.{vps_servers.provider} = $5::text)
+ ORDER BY CASE WHEN v.{vps_servers.id} = ANY ($9::uuid[])
+               THEN (SELECT count(*) FROM {sites} s WHERE s.{sites.vps_id} = v.{vps_servers.id} AND s.{sites.deleted_at} IS NULL)
                ELSE CASE WHEN $8::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) END,
-          v.id
+          v.{vps_servers.id}
 
 -- name: vps_load
 -- Every VPS with its live sites, the calling transaction's pending changes laid over them ($2, $3 pending ids
 -- and changes, $4 counts restart from zero, $5 VPSes recounted at commit), least loaded first.
 WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
 vps AS (
-    SELECT v.id, v.hostname::text AS hostname,
+    SELECT v.{vps_servers.id} AS id, v.{vps_servers.hostname}::text AS hostname,
            CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
-           v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[]) AS eligible
+           v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[]) AS eligible
       FROM {vps_servers} v
-      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
-      LEFT JOIN pending p ON p.id = v.id
-     WHERE v.id <> ALL ($5::uuid[])
+      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.{vps_servers.id}
+      LEFT JOIN pending p ON p.id = v.{vps_servers.id}
+     WHERE v.{vps_servers.id} <> ALL ($5::uuid[])
     UNION ALL
-    SELECT v.id, v.hostname::text,
-           (SELECT count(*) FROM {sites} s WHERE s.vps_id = v.id AND s.deleted_at IS NULL),
-           v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status = ANY ($1::text[])
+    SELECT v.{vps_servers.id}, v.{vps_servers.hostname}::text,
+           (SELECT count(*) FROM {sites} s WHERE s.{sites.vps_id} = v.{vps_servers.id} AND s.{sites.deleted_at} IS NULL),
+           v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
       FROM {vps_servers} v
-     WHERE v.id = ANY ($5::uuid[])
+     WHERE v.{vps_servers.id} = ANY ($5::uuid[])
 )
 SELECT id, hostname, live_sites::bigint, eligible FROM vps ORDER BY live_sites, id
 

@@ -72,14 +72,15 @@ fn column_position(tupdesc: &PgTupleDesc, name: &str, accepts: impl Fn(pg_sys::O
 }
 
 impl SiteColumns {
-    fn locate(tupdesc: &PgTupleDesc) -> Self {
+    fn locate(tupdesc: &PgTupleDesc, target: &Target) -> Self {
         let uuid = |oid| oid == pg_sys::UUIDOID;
-        let tenant_id = column_position(tupdesc, "tenant_id", uuid);
-        let vps_id = column_position(tupdesc, "vps_id", uuid);
-        let storage_used_mb = column_position(tupdesc, "storage_used_mb", |oid| IntegerWidth::of(oid).is_some());
+        let name = |column| target.column("sites", column);
+        let tenant_id = column_position(tupdesc, name("tenant_id"), uuid);
+        let vps_id = column_position(tupdesc, name("vps_id"), uuid);
+        let storage_used_mb = column_position(tupdesc, name("storage_used_mb"), |oid| IntegerWidth::of(oid).is_some());
         let storage_type = tupdesc.get(storage_used_mb).map(|a| a.type_oid().value()).unwrap_or_default();
         let storage_width = IntegerWidth::of(storage_type).unwrap_or(IntegerWidth::Big);
-        let deleted_at = column_position(tupdesc, "deleted_at", |_| true);
+        let deleted_at = column_position(tupdesc, name("deleted_at"), |_| true);
         let deform_up_to = [tenant_id, vps_id, storage_used_mb, deleted_at].into_iter().max().unwrap_or(0) as i32 + 1;
         SiteColumns { tenant_id, vps_id, storage_used_mb, storage_width, deleted_at, deform_up_to }
     }
@@ -141,8 +142,12 @@ fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Target {
             }
             CStr::from_ptr(name).to_string_lossy().into_owned()
         };
-        let function_schema = pg_sys::get_func_namespace((*data.tg_trigger).tgfoid);
-        Target { schema: schema_name(class.relnamespace), extension_schema: schema_name(function_schema) }
+        let trigger = &*data.tg_trigger;
+        let function_schema = pg_sys::get_func_namespace(trigger.tgfoid);
+        let names: Vec<String> = (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
+            .map(|i| CStr::from_ptr(*trigger.tgargs.add(i)).to_string_lossy().into_owned())
+            .collect();
+        Target::new(schema_name(class.relnamespace), schema_name(function_schema)).with_columns(names)
     }
 }
 
@@ -352,7 +357,7 @@ fn chom_sites_aggregates<'a>(
     // SAFETY: the relation and its transition tables come from Postgres for this firing.
     unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
-        let columns = SiteColumns::locate(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr));
+        let columns = SiteColumns::locate(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr), &target);
         for (store, sign) in [(data.tg_oldtable, -1), (data.tg_newtable, 1)] {
             scan_transition_table(store, tupdesc_ptr, columns.deform_up_to, |values, nulls| {
                 // soft-deleted sites are not counted; tenant_id is NOT NULL in CHOM, a NULL counts for nobody
@@ -398,7 +403,8 @@ fn chom_vps_registry<'a>(
     // SAFETY: as in chom_sites_aggregates.
     unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
-        let id = column_position(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr), "id", |oid| oid == pg_sys::UUIDOID);
+        let tupdesc = PgTupleDesc::from_pg_unchecked(tupdesc_ptr);
+        let id = column_position(&tupdesc, target.column("vps_servers", "id"), |oid| oid == pg_sys::UUIDOID);
         scan_transition_table(store, tupdesc_ptr, id as i32 + 1, |values, nulls| {
             if !nulls[id] {
                 ids.insert(uuid_bytes(values[id]));

@@ -87,6 +87,11 @@ impl ManagedIndex {
     }
 }
 
+/// A SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// The whole index catalogue, in a stable order.
 pub fn managed_indexes() -> Vec<ManagedIndex> {
     let sql = format!(
@@ -173,15 +178,19 @@ pub const TRIGGERS: &[ManagedTrigger] = &[
 ];
 
 impl ManagedTrigger {
+    /// The CREATE TRIGGER statement; the trigger carries the current names of the columns chom uses as its
+    /// arguments (see [`crate::target::column_roles`]).
     pub fn create_sql(&self, target: &Target) -> String {
+        let names: Vec<String> = target.columns.iter().map(|name| quote_literal(name)).collect();
         format!(
-            "CREATE TRIGGER {} AFTER {} ON {} {} FOR EACH STATEMENT EXECUTE FUNCTION {}.{}()",
+            "CREATE TRIGGER {} AFTER {} ON {} {} FOR EACH STATEMENT EXECUTE FUNCTION {}.{}({})",
             self.name,
             self.event,
             target.table(self.table),
             self.referencing,
             quote_identifier(&target.extension_schema),
-            self.function
+            self.function,
+            names.join(", ")
         )
     }
 

@@ -27,6 +27,10 @@ pub enum IndexState {
 
 pub fn classify_index(facts: &IndexFacts) -> IndexState {
     if let Some(missing) = &facts.missing {
+        // chom's index, valid, on a column the application renamed since: the index followed the rename
+        if facts.present && facts.marked && facts.valid {
+            return IndexState::Installed;
+        }
         return IndexState::Blocked(missing.clone());
     }
     match (facts.present, facts.matches, facts.marked, facts.valid) {
@@ -85,14 +89,17 @@ pub fn classify_storage(storage: &StorageFacts, set_by_chom: bool) -> StorageSta
 pub enum TriggerState {
     Installed,
     Disabled,
+    /// created by an older chom: it works, but does not carry the column names chom uses as its arguments
+    Outdated,
     Missing,
 }
 
 pub fn classify_trigger(facts: &TriggerFacts) -> TriggerState {
-    match (facts.present, facts.enabled) {
-        (false, _) => TriggerState::Missing,
-        (true, true) => TriggerState::Installed,
-        (true, false) => TriggerState::Disabled,
+    match (facts.present, facts.enabled, facts.current) {
+        (false, ..) => TriggerState::Missing,
+        (true, false, _) => TriggerState::Disabled,
+        (true, true, false) => TriggerState::Outdated,
+        (true, true, true) => TriggerState::Installed,
     }
 }
 
@@ -133,6 +140,8 @@ pub enum Step {
     /// tie an index chom built (chom_index_ddl()) to the extension
     AdoptIndex(ManagedIndex),
     CreateTrigger(&'static ManagedTrigger),
+    /// drop it and create it again, with the current arguments
+    ReplaceTrigger(&'static ManagedTrigger),
     EnableTrigger(&'static ManagedTrigger),
     /// comment chom's sites INSERT trigger with whether chom set tenants' fillfactor
     MarkTrigger {
@@ -149,6 +158,7 @@ pub enum Action {
     Adopted,
     Rebuilt,
     Enabled,
+    Updated,
     FillfactorSet(i32),
     FillfactorSetAgain(i32),
     FillfactorKept(i32),
@@ -173,6 +183,7 @@ impl fmt::Display for Action {
             Action::Adopted => write!(f, "reused (the application's column: kept by chom_uninstall())"),
             Action::Rebuilt => write!(f, "created (replaced an INVALID index of chom's name and definition)"),
             Action::Enabled => write!(f, "enabled (it was disabled; aggregates recounted)"),
+            Action::Updated => write!(f, "updated (it now carries the column names chom uses)"),
             Action::FillfactorSet(ff) => write!(f, "set to {ff} (room for HOT updates of the cached aggregates)"),
             Action::FillfactorSetAgain(ff) => write!(f, "set to {ff} again (it had been reset)"),
             Action::FillfactorKept(ff) => write!(f, "kept ({ff}, the table's own setting)"),
@@ -237,7 +248,8 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
     steps.extend(fillfactor_step);
     report.push(("storage", "tenants.fillfactor".into(), fillfactor_action));
     // writes may have gone by unseen while a trigger was missing or disabled: recount everything
-    if adds_columns || states.triggers.iter().any(|(_, s)| *s != TriggerState::Installed) {
+    let unseen = |s: &TriggerState| matches!(s, TriggerState::Missing | TriggerState::Disabled);
+    if adds_columns || states.triggers.iter().any(|(_, s)| unseen(s)) {
         steps.push(Step::Fill);
         report.push(("table", "chom.vps_load".into(), Action::Filled));
     }
@@ -263,6 +275,7 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
         let (step, action) = match state {
             TriggerState::Installed => (None, Action::Exists),
             TriggerState::Disabled => (Some(Step::EnableTrigger(trigger)), Action::Enabled),
+            TriggerState::Outdated => (Some(Step::ReplaceTrigger(trigger)), Action::Updated),
             TriggerState::Missing => (Some(Step::CreateTrigger(trigger)), Action::Created),
         };
         steps.extend(step);
@@ -412,6 +425,10 @@ pub fn trigger_health(trigger: &ManagedTrigger, state: &TriggerState) -> (Health
                 trigger.table, trigger.name
             )),
         ),
+        TriggerState::Outdated => (
+            Health::Installed,
+            Some("created by an older chom: SELECT * FROM chom_install() gives it the current arguments".into()),
+        ),
         TriggerState::Missing => (Health::Missing, Some("run chom_install()".into())),
     }
 }
@@ -529,8 +546,12 @@ mod unit_tests {
 
     #[test]
     fn columns_chom_added_are_dropped_and_the_application_own_are_kept() {
-        let marked =
-            ColumnFacts { name: "cached_at", type_name: Some("timestamp without time zone".into()), marked: true };
+        let marked = ColumnFacts {
+            name: "cached_at",
+            current_name: "cached_at".into(),
+            type_name: Some("timestamp".into()),
+            marked: true,
+        };
         let adopted = ColumnFacts { marked: false, ..marked.clone() };
         assert_eq!(classify_column(&marked), ColumnState::Installed);
         assert_eq!(classify_column(&adopted), ColumnState::Adopted);

@@ -2,6 +2,7 @@
 //! so that an application migration that would leave chom broken is refused before it takes effect, never
 //! accepted to fail every later write.
 
+use crate::control::Step;
 use crate::target::{self, Problem, Target};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -41,6 +42,50 @@ fn needed_for(table: &str, column: &str) -> &'static str {
     }
 }
 
+/// The target with the new names of the columns chom uses that `changed` (a command's (table, column) pairs)
+/// renamed; None when a missing column is not explained by exactly one renamed column of its table.
+fn followed_renames(target: &Target, problems: &[Problem], changed: &[(pg_sys::Oid, i32)]) -> Option<Target> {
+    let mut renamed = target.clone();
+    for problem in problems {
+        let Problem::MissingColumn { table, column } = problem else { return None };
+        let role =
+            target::column_roles().zip(&target.columns).position(|((t, _), name)| t == table && name == column)?;
+        let in_use =
+            |name: &str| target::column_roles().zip(&renamed.columns).any(|((t, _), n)| t == table && n == name);
+        let candidates: Vec<String> = changed
+            .iter()
+            .filter(|(oid, attnum)| *attnum > 0 && relation(*oid) == Some((target.schema.clone(), table.clone())))
+            .filter_map(|(oid, attnum)| column_name(*oid, *attnum))
+            .filter(|name| !in_use(name))
+            .collect();
+        let [new_name] = candidates.as_slice() else { return None };
+        renamed.columns[role] = new_name.clone();
+    }
+    (renamed != *target).then_some(renamed)
+}
+
+/// A column's current name.
+fn column_name(table: pg_sys::Oid, attnum: i32) -> Option<String> {
+    let attnum = i16::try_from(attnum).ok()?;
+    // SAFETY: a catalogue cache look-up; a missing column gives NULL.
+    unsafe {
+        let name = pg_sys::get_attname(table, attnum, true);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
+/// Re-creates chom's triggers so that they carry `renamed`'s column names, one at a time (never without a
+/// vps_servers trigger, which would make the drop event trigger take chom's per-VPS loads away), keeping what
+/// the marked trigger's comment records.
+fn carry_column_names(target: &Target, renamed: &Target) {
+    let fillfactor_by_chom = crate::inspect::inspect(target).fillfactor_by_chom();
+    for trigger in crate::catalog::TRIGGERS {
+        crate::install::apply(renamed, &Step::ReplaceTrigger(trigger));
+    }
+    crate::install::apply(renamed, &Step::MarkTrigger { fillfactor_by_chom });
+    target::forget_installed();
+}
+
 /// The checks, in chom's own schema (called by chom's event triggers only).
 #[pg_schema]
 pub mod chom {
@@ -64,19 +109,25 @@ pub mod chom {
         }
     }
 
-    /// Refuses (42P16) an ALTER TABLE that leaves chom unable to work with CHOM's tables: a column type it cannot
-    /// read, a column or table it needs renamed away. Called by the ddl_command_end event trigger with the tables
-    /// the command changed.
+    /// Follows a rename of a column chom uses (chom's triggers then carry its new name), and refuses (42P16) an
+    /// ALTER TABLE that leaves chom unable to work with CHOM's tables: a column type it cannot read, a column or
+    /// table it needs dropped or renamed away. Called by the ddl_command_end event trigger with the tables the
+    /// command changed and, for each, the column it changed (0 for the table itself).
     #[pg_extern(volatile, parallel_unsafe)]
-    pub fn guard_altered_tables(tables: Vec<pg_sys::Oid>) {
+    pub fn guard_altered_tables(tables: Vec<pg_sys::Oid>, attnums: Vec<i32>) {
         let Some(target) = installed() else { return };
-        let touches_chom = tables.into_iter().filter_map(relation).any(|(schema, name)| {
+        let changed: Vec<(pg_sys::Oid, i32)> = tables.into_iter().zip(attnums).collect();
+        let touches_chom = changed.iter().filter_map(|(oid, _)| relation(*oid)).any(|(schema, name)| {
             schema == target.schema || ["tenants", "sites", "vps_servers"].contains(&name.as_str())
         });
         if !touches_chom {
             return;
         }
-        let problems: Vec<Problem> = target::problems(&target);
+        let mut problems: Vec<Problem> = target::problems(&target, true);
+        if let Some(renamed) = followed_renames(&target, &problems, &changed) {
+            carry_column_names(&target, &renamed);
+            problems = target::problems(&renamed, true);
+        }
         if problems.is_empty() {
             return;
         }
@@ -155,5 +206,45 @@ mod tests {
         Spi::run("DROP TABLE sites, vps_servers, tenants CASCADE").unwrap();
         assert_eq!(count("SELECT count(*) FROM chom.vps_load"), 0, "no ghost VPS");
         assert_eq!(sqlstate("SELECT chom_pick_vps()").as_deref(), Some("55000"));
+    }
+
+    #[pg_test]
+    fn renamed_columns_are_followed_and_stay_exact() {
+        install_with_data();
+        let tenant = "'a0000000-0000-0000-0000-000000000001'";
+        let exact = |storage: &str| {
+            count(&format!(
+                "SELECT count(*) FROM tenants t CROSS JOIN LATERAL chom_tenant_stats(t.id) chom \
+                 CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(s.{storage}), 0) AS mb FROM sites s \
+                                      WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) live \
+                 WHERE (chom.sites_count, chom.storage_mb) IS DISTINCT FROM (live.n, live.mb)"
+            ))
+        };
+        let write = |domain: &str, storage: &str| {
+            Spi::run(&format!(
+                "INSERT INTO sites (id, tenant_id, vps_id, domain, {storage}) VALUES \
+                 (gen_random_uuid(), {tenant}, 'b0000000-0000-0000-0000-000000000001', '{domain}', 11); \
+                 UPDATE sites SET {storage} = {storage} + 1 WHERE tenant_id = {tenant}"
+            ))
+            .unwrap()
+        };
+        write("before.test", "storage_used_mb");
+        // Laravel's renameColumn: ALTER TABLE ... RENAME COLUMN
+        assert_eq!(sqlstate("ALTER TABLE sites RENAME COLUMN storage_used_mb TO storage_mb"), None);
+        write("after.test", "storage_mb");
+        assert_eq!(exact("storage_mb"), 0);
+        assert_eq!(sqlstate("ALTER TABLE tenants RENAME COLUMN cached_sites_count TO sites_total"), None);
+        assert_eq!(sqlstate("ALTER TABLE vps_servers RENAME COLUMN health_status TO health"), None);
+        write("later.test", "storage_mb");
+        assert_eq!(exact("storage_mb"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_cache_drift()"), 0);
+        assert_eq!(count("SELECT count(*) FROM chom_vps_drift()"), 0);
+        assert!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap().is_some());
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE kind = 'column' AND name = 'sites_total' AND state = 'installed'"), 1);
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"), 0);
+        // the triggers carry the new names, so a schema dump says them too; uninstall drops the renamed column
+        assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'chom\\_%' AND position('storage_mb' in encode(tgargs, 'escape')) > 0"), 8);
+        Spi::run("SELECT count(*) FROM chom_uninstall()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'tenants'::regclass AND attname = 'sites_total' AND NOT attisdropped"), 0);
     }
 }

@@ -33,7 +33,10 @@ pub enum Prerequisite {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ColumnFacts {
+    /// its name in CHOM's schema
     pub name: &'static str,
+    /// its name now (the application may have renamed it)
+    pub current_name: String,
     pub type_name: Option<String>,
     /// carries chom's comment: chom added it
     pub marked: bool,
@@ -44,6 +47,8 @@ pub struct TriggerFacts {
     pub trigger: &'static ManagedTrigger,
     pub present: bool,
     pub enabled: bool,
+    /// it carries the column names chom uses now as its arguments (a trigger of an older chom does not)
+    pub current: bool,
     /// its comment says chom set tenants' fillfactor (only on [`catalog::MARKED_TRIGGER`])
     pub fillfactor_by_chom: bool,
 }
@@ -77,7 +82,8 @@ impl Facts {
 pub fn inspect(target: &Target) -> Facts {
     let catalogue: Vec<ManagedIndex> = catalog::managed_indexes();
     let sql = target.render(INSPECT_SQL);
-    let columns: Vec<&str> = CACHED_COLUMNS.iter().map(|c| c.name).collect();
+    let columns: Vec<&str> = CACHED_COLUMNS.iter().map(|c| target.column("tenants", c.name)).collect();
+    let arguments: Vec<u8> = target.columns.iter().flat_map(|name| name.bytes().chain([0])).collect();
     let (trigger_names, trigger_tables): (Vec<&str>, Vec<&str>) = TRIGGERS.iter().map(|t| (t.name, t.table)).unzip();
     let args = [
         target.schema.clone().into(),
@@ -88,6 +94,7 @@ pub fn inspect(target: &Target) -> Facts {
         catalog::COLUMN_MARKER.into(),
         catalog::TRIGGER_MARKER.into(),
         catalog::TRIGGER_MARKER_FILLFACTOR.into(),
+        arguments.into(),
     ];
     let mut facts = Facts::default();
     let rows = crate::db::rows(&sql, &args, |row| {
@@ -110,13 +117,20 @@ pub fn inspect(target: &Target) -> Facts {
                 });
             }
             "column" => {
-                let column = CACHED_COLUMNS.iter().find(|c| c.name == name).unwrap_or_else(|| unknown(&kind, &name));
-                facts.columns.push(ColumnFacts { name: column.name, type_name: row.get(10), marked: row.required(6) });
+                let position: usize = name.parse().unwrap_or_else(|_| unknown(&kind, &name));
+                let column = CACHED_COLUMNS.get(position - 1).unwrap_or_else(|| unknown(&kind, &name));
+                facts.columns.push(ColumnFacts {
+                    name: column.name,
+                    current_name: target.column("tenants", column.name).to_string(),
+                    type_name: row.get(10),
+                    marked: row.required(6),
+                });
             }
             "trigger" => facts.triggers.push(TriggerFacts {
                 trigger: ManagedTrigger::by_name(&name),
                 present: row.required(4),
                 enabled: row.get(5).unwrap_or(false),
+                current: row.get(14).unwrap_or(false),
                 fillfactor_by_chom: row.required(7),
             }),
             "storage" => {

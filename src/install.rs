@@ -4,7 +4,7 @@
 //! Lock order (both directions, documented in the README): sites, vps_servers, then tenants. Site writers take
 //! sites before tenants too, so an install waits for them instead of deadlocking with them.
 
-use crate::catalog::{self, ManagedIndex, ManagedTrigger};
+use crate::catalog::{self, quote_literal, ManagedIndex, ManagedTrigger};
 use crate::control::{self, IndexDdl, Step, UninstallStep};
 use crate::queries::{self, Query};
 use crate::target::{self, Target, CHOM_SCHEMA};
@@ -64,7 +64,8 @@ fn create_index(target: &Target, index: &ManagedIndex) {
     depends_on_extension("INDEX", &index.qualified(target));
 }
 
-fn apply(target: &Target, step: &Step) {
+/// Makes one change of chom_install()'s plan.
+pub(crate) fn apply(target: &Target, step: &Step) {
     let tenants = target.table("tenants");
     match step {
         Step::AddColumns(columns) => {
@@ -94,6 +95,11 @@ fn apply(target: &Target, step: &Step) {
             run(&trigger.create_sql(target));
             depends_on_extension("TRIGGER", &trigger.on(target));
         }
+        Step::ReplaceTrigger(trigger) => {
+            run(&format!("DROP TRIGGER {}", trigger.on(target)));
+            run(&trigger.create_sql(target));
+            depends_on_extension("TRIGGER", &trigger.on(target));
+        }
         Step::EnableTrigger(trigger) => {
             run(&format!("ALTER TABLE {} ENABLE TRIGGER {}", target.table(trigger.table), trigger.name))
         }
@@ -103,10 +109,6 @@ fn apply(target: &Target, step: &Step) {
             run(&format!("COMMENT ON TRIGGER {} IS {}", trigger.on(target), quote_literal(marker)));
         }
     }
-}
-
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Removes exactly what chom_install() added, as CHOM's schema itself records it: the triggers, the indexes
@@ -137,8 +139,10 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
                 rows.push(("index".into(), index.name, "dropped".into()));
             }
             UninstallStep::DropColumns(columns) => {
-                let dropped: Vec<String> =
-                    columns.iter().map(|c| format!("DROP COLUMN {}", quote_identifier(c.name))).collect();
+                let dropped: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("DROP COLUMN {}", quote_identifier(target.column("tenants", c.name))))
+                    .collect();
                 run(&format!("ALTER TABLE {tenants} {}", dropped.join(", ")));
                 rows.extend(columns.iter().map(|c| ("column".into(), format!("tenants.{}", c.name), "dropped".into())));
             }

@@ -208,7 +208,7 @@ pub fn record(target: &Target, record: impl FnOnce(&mut Changes)) {
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
         match &pending.target {
-            Some(existing) if existing != target => crate::errors::raise(
+            Some(existing) if existing.schema != target.schema => crate::errors::raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!(
                     "chom: one transaction writes CHOM's tables in two schemas ({} and {})",
@@ -378,7 +378,12 @@ fn chom_apply_pending() {
             Some("chom applies each transaction's changes when it commits; there is nothing to call."),
         )
     };
-    crate::aggregates::apply(&target, &changes);
+    // the installation as it is now (the cache is dropped by any change to CHOM's tables): the transaction may
+    // have renamed a column chom uses since it wrote
+    if let Some(now) = crate::target::installed().filter(|now| now.schema == target.schema) {
+        crate::aggregates::apply(&now, &changes);
+    }
+    // else chom was uninstalled from these tables in this very transaction: nothing is left to maintain
 }
 
 #[pg_guard]

@@ -71,13 +71,13 @@ fn blocks() -> &'static HashMap<&'static str, String> {
 }
 
 thread_local! {
-    static RENDERED: RefCell<HashMap<(String, String, Query), Rc<str>>> = RefCell::new(HashMap::new());
+    static RENDERED: RefCell<HashMap<(String, String, Vec<String>, Query), Rc<str>>> = RefCell::new(HashMap::new());
 }
 
 /// The statement `query` for `target`. Rendered once per backend: the commit path calls this for every
 /// transaction that wrote sites.
 pub fn sql(target: &Target, query: Query) -> Rc<str> {
-    let key = (target.schema.clone(), target.extension_schema.clone(), query);
+    let key = (target.schema.clone(), target.extension_schema.clone(), target.columns.clone(), query);
     if let Some(rendered) = RENDERED.with(|cache| cache.borrow().get(&key).cloned()) {
         return rendered;
     }

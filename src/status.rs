@@ -52,7 +52,8 @@ pub fn chom_status() -> TableIterator<
     };
     let mut rows: Vec<StatusRow> = Vec::new();
     for (column, state) in &states.columns {
-        rows.push(row("column", column.name, "tenants", control::column_health(state, states.installed)));
+        let name = target.column("tenants", column.name);
+        rows.push(row("column", name, "tenants", control::column_health(state, states.installed)));
     }
     let (health, mut detail) = control::storage_health(&states.storage, states.installed);
     if let (Some(updates), Some(hot)) = (facts.storage.updates, facts.storage.hot_updates) {

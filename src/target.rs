@@ -34,14 +34,51 @@ pub const REQUIRED_COLUMNS: &[(&str, &str, &[&str])] = &[
 /// Laravel's migrate:fresh drops every table.
 pub const CHOM_SCHEMA: &str = "chom";
 
-/// CHOM's schema, resolved, with chom's own schema for its tables.
+/// The columns chom uses, as (table, name in CHOM's schema): the ones it needs, then the cached aggregates. chom
+/// follows the application's renames of them; [`Target::columns`] holds their current names in this order, and
+/// chom's triggers carry them as their arguments, so that the schema itself (and a dump of it) says what they
+/// are called.
+pub fn column_roles() -> impl Iterator<Item = (&'static str, &'static str)> {
+    REQUIRED_COLUMNS
+        .iter()
+        .map(|(table, column, _)| (*table, *column))
+        .chain(CACHED_COLUMNS.iter().map(|c| ("tenants", c.name)))
+}
+
+/// CHOM's schema, resolved, with chom's own schema for its tables and the current names of the columns chom
+/// uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     pub schema: String,
     pub extension_schema: String,
+    /// the current name of each of [`column_roles`], in that order
+    pub columns: Vec<String>,
 }
 
 impl Target {
+    /// A target whose columns have CHOM's names.
+    pub fn new(schema: String, extension_schema: String) -> Self {
+        let columns = column_roles().map(|(_, column)| column.to_string()).collect();
+        Target { schema, extension_schema, columns }
+    }
+
+    /// The same with the column names chom's triggers carry; CHOM's names when they carry none (triggers
+    /// created by chom before 0.3.0).
+    pub fn with_columns(mut self, names: Vec<String>) -> Self {
+        if names.len() == self.columns.len() {
+            self.columns = names;
+        }
+        self
+    }
+
+    /// The current name of a column chom uses, given its name in CHOM's schema.
+    pub fn column(&self, table: &str, column: &str) -> &str {
+        column_roles()
+            .position(|role| role == (table, column))
+            .map(|i| self.columns[i].as_str())
+            .unwrap_or_else(|| panic!("{table}.{column} is not a column chom uses"))
+    }
+
     /// `"schema"."table"` for one of CHOM's tables.
     pub fn table(&self, name: &str) -> String {
         format!("{}.{}", quote_identifier(&self.schema), quote_identifier(name))
@@ -59,10 +96,14 @@ impl Target {
         relation_exists(&self.schema, c"tier_limits")
     }
 
-    /// Substitutes `{tenants}`, `{sites}`, `{vps_servers}`, `{tier_limits}` and `{chom}` (chom's schema) in a SQL
-    /// template.
+    /// Substitutes `{tenants}`, `{sites}`, `{vps_servers}`, `{tier_limits}`, the columns chom uses
+    /// (`{sites.tenant_id}` and the like) and `{chom}` (chom's schema) in a SQL template.
     pub fn render(&self, template: &str) -> String {
-        template
+        let mut rendered = template.to_string();
+        for ((table, column), name) in column_roles().zip(&self.columns) {
+            rendered = rendered.replace(&format!("{{{table}.{column}}}"), &quote_identifier(name));
+        }
+        rendered
             .replace("{tenants}", &self.table("tenants"))
             .replace("{tier_limits}", &self.table("tier_limits"))
             .replace("{sites}", &self.table("sites"))
@@ -132,33 +173,46 @@ pub fn installed() -> Option<Target> {
         return Some(target);
     }
     let extension_schema = extension_schema();
-    let schemas: Vec<String> = Spi::connect(|client| {
+    // chom's sites triggers all carry the current names of the columns chom uses as their arguments
+    let schemas: Vec<(String, Vec<String>)> = Spi::connect(|client| {
         crate::plans::read(
             client,
-            "SELECT DISTINCT n.nspname::text FROM pg_catalog.pg_trigger t \
+            "SELECT DISTINCT ON (n.nspname) n.nspname::text, t.tgargs FROM pg_catalog.pg_trigger t \
                JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
               WHERE p.proname = 'chom_sites_aggregates' AND pn.nspname = $1 AND c.relname = 'sites' \
-              ORDER BY 1",
+              ORDER BY n.nspname, t.tgname",
             &[TEXT],
             &[extension_schema.clone().into()],
         )
-        .map(|row| crate::db::required::<String>(&row, 1))
+        .map(|row| {
+            (crate::db::required::<String>(&row, 1), trigger_arguments(&crate::db::required::<Vec<u8>>(&row, 2)))
+        })
         .collect()
     });
+    let schemas_named = || schemas.iter().map(|(schema, _)| schema.as_str()).collect::<Vec<_>>().join(", ");
     let target = match schemas.as_slice() {
         [] => None,
-        [schema] => Some(Target { schema: schema.clone(), extension_schema }),
+        [(schema, names)] => Some(Target::new(schema.clone(), extension_schema).with_columns(names.clone())),
         _ => raise(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("chom's triggers are on the sites tables of several schemas ({})", schemas.join(", ")),
+            format!("chom's triggers are on the sites tables of several schemas ({})", schemas_named()),
             Some("chom maintains one installation per database: SELECT * FROM chom_uninstall() in all but one."),
         ),
     };
     INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
     target
+}
+
+/// A trigger's arguments, as pg_trigger.tgargs stores them (each one NUL-terminated).
+pub fn trigger_arguments(tgargs: &[u8]) -> Vec<String> {
+    tgargs
+        .split(|byte| *byte == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
 }
 
 /// Like [`installed`], but an error with a hint when chom has not been installed on CHOM's tables yet.
@@ -190,7 +244,7 @@ pub fn discover() -> Option<Target> {
                 Some("Set chom.target_schema to the schema that holds CHOM's tables, or RESET it."),
             );
         }
-        return Some(Target { schema: configured, extension_schema });
+        return Some(Target::new(configured, extension_schema));
     }
     let candidates: Vec<(String, bool)> = Spi::connect(|client| {
         let rows = spi(
@@ -215,8 +269,8 @@ pub fn discover() -> Option<Target> {
     });
     match candidates.as_slice() {
         [] => None,
-        [(schema, _)] => Some(Target { schema: schema.clone(), extension_schema }),
-        [(schema, true), ..] => Some(Target { schema: schema.clone(), extension_schema }),
+        [(schema, _)] => Some(Target::new(schema.clone(), extension_schema)),
+        [(schema, true), ..] => Some(Target::new(schema.clone(), extension_schema)),
         _ => raise(
             PgSqlErrorCode::ERRCODE_AMBIGUOUS_PARAMETER,
             format!(
@@ -274,7 +328,7 @@ fn refusal_code(problems: &[Problem]) -> PgSqlErrorCode {
 /// with a type chom cannot work with (the cached columns, when they exist, included). Runs before chom changes
 /// anything, so a refused install leaves nothing.
 pub fn check_required(target: &Target) {
-    let problems = problems(target);
+    let problems = problems(target, false);
     if problems.is_empty() {
         return;
     }
@@ -286,14 +340,14 @@ pub fn check_required(target: &Target) {
     )
 }
 
-/// Every table and column chom needs that is missing or of a type chom cannot work with (the cached columns
-/// only when they exist), in one query.
-pub fn problems(target: &Target) -> Vec<Problem> {
+/// Every table and column chom needs that is missing or of a type chom cannot work with, in one query. The
+/// cached columns count when `installed` (before, chom_install() adds the missing ones).
+pub fn problems(target: &Target, installed: bool) -> Vec<Problem> {
     let wanted = REQUIRED_COLUMNS
         .iter()
         .map(|(table, column, accepted)| (*table, *column, *accepted))
         .chain(CACHED_COLUMNS.iter().map(|c| ("tenants", c.name, c.accepted_types)));
-    let (tables, columns): (Vec<&str>, Vec<&str>) = wanted.clone().map(|(t, c, _)| (t, c)).unzip();
+    let (tables, columns): (Vec<&str>, Vec<&str>) = wanted.clone().map(|(t, c, _)| (t, target.column(t, c))).unzip();
     let found: Vec<(bool, Option<String>)> = crate::db::rows(
         "SELECT c.oid IS NOT NULL, a.atttypid::pg_catalog.regtype::text \
            FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS w(table_name, column_name, position) \
@@ -306,11 +360,12 @@ pub fn problems(target: &Target) -> Vec<Problem> {
         |row| (row.required(1), row.get(2)),
     );
     let mut problems: Vec<Problem> = Vec::new();
-    for ((table, column, accepted), (table_exists, found)) in wanted.zip(found) {
-        let cached = CACHED_COLUMNS.iter().any(|c| c.name == column);
+    for ((table, role, accepted), (table_exists, found)) in wanted.zip(found) {
+        let cached = table == "tenants" && CACHED_COLUMNS.iter().any(|c| c.name == role);
+        let column = target.column(table, role);
         let problem = match found {
             None if !table_exists => Problem::MissingTable(table.into()),
-            None if cached => continue,
+            None if cached && !installed => continue,
             None => Problem::MissingColumn { table: table.into(), column: column.into() },
             Some(found) if !accepted.contains(&found.as_str()) => Problem::WrongType {
                 table: table.into(),
