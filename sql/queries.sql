@@ -2,7 +2,7 @@
 -- Placeholders, replaced with quoted names when chom runs them: {tenants}, {sites}, {vps_servers} (CHOM's
 -- tables in the schema chom was installed on), {tenants.cached_at} and the like (the columns chom uses, under
 -- their current names: chom follows the application's renames), {chom} (chom's own schema), {live_sites} (the
--- block of that name, inlined). Each block has a variant of queries::Query.
+-- block of that name, inlined), {vps_rows} (likewise). Each block has a variant of queries::Query.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.
 -- The read queries lay the calling transaction's pending changes (src/pending.rs) over the stored values, so
 -- that a transaction sees its own writes: pending ids with their changes as parallel arrays, a boolean for
@@ -102,16 +102,20 @@ UPDATE {chom}.vps_load l SET live_sites = 0
          ORDER BY z.vps_id FOR NO KEY UPDATE OF z) nonzero
  WHERE l.vps_id = nonzero.vps_id
 
--- name: register_vps
--- New or changed VPSes: copy the attributes chom_pick_vps() filters on (rows that did not change are not
--- rewritten, so a health-check timestamp update costs nothing here). New VPSes start with no sites.
-INSERT INTO {chom}.vps_load AS l
-       (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
+-- name: vps_rows
+-- The VPSes in $1 with no sites and the attributes chom_pick_vps() filters on, as rows of chom.vps_load.
 SELECT v.{vps_servers.id}, 0, v.{vps_servers.status}, v.{vps_servers.allocation_type}, v.{vps_servers.health_status},
        v.{vps_servers.spec_memory_mb}, v.{vps_servers.spec_disk_gb}, v.{vps_servers.region}, v.{vps_servers.provider}
   FROM {vps_servers} v
  WHERE v.{vps_servers.id} = ANY ($1::uuid[])
  ORDER BY v.{vps_servers.id}
+
+-- name: register_vps
+-- New or changed VPSes: copy the attributes chom_pick_vps() filters on (rows that did not change are not
+-- rewritten, so a health-check timestamp update costs nothing here). New VPSes start with no sites.
+INSERT INTO {chom}.vps_load AS l
+       (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
+{vps_rows}
     ON CONFLICT (vps_id) DO UPDATE
    SET status = excluded.status, allocation_type = excluded.allocation_type, health_status = excluded.health_status,
        spec_memory_mb = excluded.spec_memory_mb, spec_disk_gb = excluded.spec_disk_gb,
@@ -127,11 +131,7 @@ DELETE FROM {chom}.vps_load
 -- A row for each VPS in $1 that has none (its count is set by recount_vps next, after the row is locked).
 INSERT INTO {chom}.vps_load AS l
        (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
-SELECT v.{vps_servers.id}, 0, v.{vps_servers.status}, v.{vps_servers.allocation_type}, v.{vps_servers.health_status},
-       v.{vps_servers.spec_memory_mb}, v.{vps_servers.spec_disk_gb}, v.{vps_servers.region}, v.{vps_servers.provider}
-  FROM {vps_servers} v
- WHERE v.{vps_servers.id} = ANY ($1::uuid[])
- ORDER BY v.{vps_servers.id}
+{vps_rows}
     ON CONFLICT (vps_id) DO NOTHING
 
 -- name: recount_vps

@@ -105,6 +105,24 @@ impl Changes {
             || !self.vps_recounts.is_empty()
     }
 
+    /// A tenant's stored (sites, storage) with this transaction's changes laid over them, as the commit will
+    /// leave them; None when the tenant is recounted at commit (the stored values say nothing then).
+    pub fn tenant_after(&self, tenant: &UuidBytes, stored: (i32, i64)) -> Option<(i32, i64)> {
+        let (sites_change, storage_change) = self.tenant_delta(tenant)?;
+        let (sites, storage) = if self.sites_truncated { (0, 0) } else { stored };
+        let out_of_range = || -> ! {
+            crate::errors::raise(
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                "chom: a tenant's aggregates are out of range",
+                None,
+            )
+        };
+        Some((
+            i32::try_from(i64::from(sites) + sites_change).unwrap_or_else(|_| out_of_range()),
+            i64::try_from(i128::from(storage) + storage_change).unwrap_or_else(|_| out_of_range()),
+        ))
+    }
+
     /// The tenant's (sites, storage) change, or None when it is recounted at commit (its stored value will be
     /// replaced by a recount, which already sees this transaction's rows).
     pub fn tenant_delta(&self, tenant: &UuidBytes) -> Option<(i64, i128)> {

@@ -38,6 +38,7 @@ queries! {
     ApplyVpsDelta = "apply_vps_delta",
     ZeroTenants = "zero_tenants",
     ZeroVps = "zero_vps",
+    VpsRows = "vps_rows",
     RegisterVps = "register_vps",
     ForgetAllVps = "forget_all_vps",
     EnsureVpsRows = "ensure_vps_rows",
@@ -82,7 +83,9 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
         return rendered;
     }
     let block = &blocks()[query.name()];
-    let inlined = block.replace("{live_sites}", &blocks()[Query::LiveSites.name()]);
+    let inlined = [Query::LiveSites, Query::VpsRows]
+        .iter()
+        .fold(block.clone(), |sql, inlined| sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()]));
     let rendered: Rc<str> = target.render(&inlined).into();
     RENDERED.with(|cache| cache.borrow_mut().insert(key, rendered.clone()));
     rendered

@@ -73,13 +73,8 @@ pub fn chom_tenant_stats(
         return TableIterator::new(Vec::new());
     };
     let changes = pending::folded();
-    match changes.tenant_delta(tenant.as_bytes()) {
-        Some((sites_change, storage_change)) if !stale => {
-            let (sites, storage) = if changes.sites_truncated { (0, 0) } else { (sites, storage) };
-            let sites = i32::try_from(i64::from(sites) + sites_change).unwrap_or_else(|_| out_of_range());
-            let storage = i64::try_from(i128::from(storage) + storage_change).unwrap_or_else(|_| out_of_range());
-            TableIterator::once((sites, storage, cached_at))
-        }
+    match changes.tenant_after(tenant.as_bytes(), (sites, storage)) {
+        Some((sites, storage)) if !stale => TableIterator::once((sites, storage, cached_at)),
         // stale, or recounted at commit already: what a recount gives now
         _ => {
             let (sites, storage, recounted_at) = Spi::connect(|client| {
@@ -97,10 +92,6 @@ pub fn chom_tenant_stats(
             TableIterator::once((sites, storage, Some(recounted_at)))
         }
     }
-}
-
-fn out_of_range() -> ! {
-    raise(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "chom: a tenant's aggregates are out of range", None)
 }
 
 /// Recomputes one tenant's cached aggregates from its live sites and stamps `cached_at` (CHOM's

@@ -570,3 +570,93 @@ fn counter_updates_of_many_tenants_on_one_page_are_hot() {
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_status() WHERE kind = 'storage' AND state = 'installed' AND detail LIKE 'fillfactor 70%'"), 1);
 }
+
+#[test]
+fn a_database_made_from_a_schema_only_dump_knows_what_chom_added() {
+    // what Laravel's schema:dump / schema:load do: pg_dump --schema-only of an installed database, loaded into an
+    // empty one
+    let server = Server::start();
+    let mut db = server.chom_database("app");
+    // the same round trip without chom is the baseline (a reload re-renders some CHECK constraints)
+    let plain = server.path("plain.sql");
+    server.tool("pg_dump", &["--schema-only", "-d", "app", "-f", plain.to_str().unwrap()]);
+    server.create_database("baseline");
+    server.tool("psql", &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "baseline", "-f", plain.to_str().unwrap()]);
+    let before_chom = server.schema_dump("baseline");
+    install(&mut db);
+    let dump = server.path("schema.sql");
+    server.tool("pg_dump", &["--schema-only", "-d", "app", "-f", dump.to_str().unwrap()]);
+    let mut loaded = server.create_database("loaded");
+    server.tool("psql", &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "loaded", "-f", dump.to_str().unwrap()]);
+    assert_eq!(
+        scalar_i64(&mut loaded, "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')"),
+        0,
+        "status in the loaded database"
+    );
+    assert_eq!(
+        scalar_i64(&mut loaded, "SELECT count(*) FROM chom_status() WHERE kind = 'column' AND state = 'installed'"),
+        3,
+        "chom's own columns are known as chom's"
+    );
+    assert_eq!(scalar_i64(&mut loaded, "SELECT count(*) FROM chom_install() WHERE action = 'created'"), 0);
+    loaded
+        .batch_execute(
+            "INSERT INTO tier_limits (tier, name, max_sites, max_storage_gb, max_bandwidth_gb, backup_retention_days, \
+                                      support_level, api_rate_limit_per_hour, price_monthly_cents) \
+             VALUES ('starter', 'Starter', 5, 10, 100, 7, 'community', 1000, 2900); \
+             INSERT INTO organizations (id, name, slug, billing_email) VALUES (gen_random_uuid(), 'o', 'o', 'o@x.test')",
+        )
+        .unwrap();
+    loaded
+        .batch_execute(
+            "INSERT INTO tenants (id, organization_id, name, slug) SELECT gen_random_uuid(), id, 't', 't' FROM organizations; \
+             INSERT INTO sites (id, tenant_id, domain, storage_used_mb) SELECT gen_random_uuid(), id, 'a.test', 5 FROM tenants",
+        )
+        .unwrap();
+    assert_eq!(drifted_tenants(&mut loaded), 0);
+    // uninstall there gives back the schema as it was before chom: columns dropped, fillfactor reset
+    loaded
+        .batch_execute("TRUNCATE sites, tenants, organizations, tier_limits CASCADE; SELECT * FROM chom_uninstall(); DROP EXTENSION chom;")
+        .unwrap();
+    let after = server.schema_dump("loaded");
+    let differing: Vec<(&str, &str)> = before_chom.lines().zip(after.lines()).filter(|(a, b)| a != b).take(5).collect();
+    assert!(before_chom == after, "schema dump differs, first differences: {differing:?}");
+}
+
+#[test]
+fn an_interrupted_concurrent_build_is_rebuilt_by_following_chom_advice() {
+    let server = Server::start();
+    let mut db = server.chom_database("app");
+    db.batch_execute("SET chom.install_on_create = off; CREATE EXTENSION chom;").unwrap();
+    let statements: Vec<String> = db
+        .query("SELECT s FROM chom_index_ddl() s WHERE s LIKE '%idx_audit_resource_lookup%'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // an old snapshot held elsewhere makes CREATE INDEX CONCURRENTLY wait; statement_timeout interrupts it
+    let mut old_snapshot = server.connect("app");
+    old_snapshot.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM audit_logs").unwrap();
+    db.batch_execute("SET statement_timeout = '1s'").unwrap();
+    let interrupted = db.simple_query(&statements[0]).expect_err("the build waits for the old snapshot");
+    assert_eq!(interrupted.code().map(|c| c.code()), Some("57014"), "{interrupted}");
+    db.batch_execute("RESET statement_timeout").unwrap();
+    old_snapshot.batch_execute("COMMIT").unwrap();
+    let state = |db: &mut Client| -> String {
+        db.query_one("SELECT state FROM chom_status() WHERE name = 'idx_audit_resource_lookup'", &[]).unwrap().get(0)
+    };
+    assert_eq!(state(&mut db), "invalid");
+    // the advice: run chom_index_ddl() again (with \gexec)
+    let again: Vec<String> = db
+        .query("SELECT s FROM chom_index_ddl() s WHERE s LIKE '%idx_audit_resource_lookup%'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(again[0].starts_with("DROP INDEX CONCURRENTLY"), "{again:?}");
+    for statement in &again {
+        db.simple_query(statement).unwrap();
+    }
+    db.batch_execute("SELECT * FROM chom_install()").unwrap();
+    assert_eq!(state(&mut db), "installed");
+}
