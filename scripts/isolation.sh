@@ -106,6 +106,7 @@ run_build() {
     "${psql[@]}" -d chom_template -1 -f "$SCHEMA"
     "${psql[@]}" -d chom_template -1 -f "$ISO/dataset.sql"
     "${psql[@]}" -d chom_template -c "CREATE EXTENSION chom"
+    "${psql[@]}" -d chom_template -1 -v schema=public -f "$ROOT/tests/fixtures/recount.sql"
     "${psql[@]}" -d chom_template -1 -f "$ISO/helpers.sql"
   } >"$out/template.log" 2>&1 || { echo "FAIL: preparing chom_template:"; cat "$out/template.log"; return 1; }
   # the starting point must be exact, or every spec would fail for a reason that is not a race

@@ -2,6 +2,7 @@
 //! values exact, so drift only comes from writes that bypassed them (session_replication_role = replica,
 //! disabled triggers, partial restores); these functions find it and mend it.
 
+use crate::monitoring::{record, Run, RunKind};
 use crate::pending;
 use crate::plans::types::UUID_ARRAY;
 use crate::queries::{self, Query};
@@ -9,7 +10,7 @@ use crate::target::{self, Target};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
+pub(crate) fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64, i64, i64)> {
     let overlay = pending::folded().tenant_overlay();
     let args = [
         ids.into(),
@@ -24,7 +25,7 @@ fn tenant_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, i32, i64,
     })
 }
 
-fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>, i64)> {
+pub(crate) fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, Option<i64>, i64)> {
     let overlay = pending::folded().vps_overlay();
     let args = [
         ids.into(),
@@ -67,11 +68,14 @@ pub fn chom_vps_drift(
 }
 
 /// Fixes every drifted tenant and VPS count and returns how many it fixed. Correct while writers run: the
-/// drifted rows are locked in id order, checked again, and only then recounted.
+/// drifted rows are locked in id order, checked again, and only then recounted. Recorded in chom.runs as a
+/// 'repair' (tenants examined, drifted and fixed; VPSes drifted and fixed), except in a read-only transaction.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_repair_drift() -> i64 {
     let target = target::require_installed();
+    let mut run = Run::start(RunKind::Repair);
     let drifted: Vec<Uuid> = tenant_drift(&target, None).into_iter().map(|row| row.0).collect();
+    run.tenants_drifted = Some(drifted.len() as i64);
     let mut fixed = 0;
     if !drifted.is_empty() {
         let lock = queries::sql(&target, Query::LockTenants);
@@ -81,7 +85,10 @@ pub fn chom_repair_drift() -> i64 {
             fixed += crate::stats::recount(&target, &still);
         }
     }
+    run.tenants_fixed = Some(fixed);
     let drifted: Vec<Uuid> = vps_drift(&target, None).into_iter().map(|row| row.0).collect();
+    run.vps_drifted = Some(drifted.len() as i64);
+    run.vps_fixed = Some(0);
     if !drifted.is_empty() {
         Spi::connect_mut(|client| {
             let lock = queries::sql(&target, Query::LockVps);
@@ -92,8 +99,12 @@ pub fn chom_repair_drift() -> i64 {
             Spi::connect_mut(|client| crate::aggregates::recount_vps(client, &target, &still));
             pending::recounted(&target, &[], &still);
             fixed += still.len() as i64;
+            run.vps_fixed = Some(still.len() as i64);
         }
     }
+    run.tenants_examined = Some(crate::db::one(&queries::sql(&target, Query::CountTenants), &[]).unwrap_or(0));
+    run.vps_examined = crate::db::one(&format!("SELECT count(*) FROM {}", target.table("vps_servers")), &[]);
+    record(run);
     fixed
 }
 

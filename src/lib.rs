@@ -4,7 +4,8 @@
 //!   on CHOM's tables ([`target`]);
 //! - [`aggregates`]: statement-level triggers that keep tenant aggregates and per-VPS loads exact, through the
 //!   transaction's [`pending`] changes, applied at commit;
-//! - [`stats`], [`placement`], [`drift`], [`status`]: the SQL functions the application and DBAs call.
+//! - [`stats`], [`placement`], [`drift`], [`status`]: the SQL functions the application and DBAs call;
+//! - [`monitoring`]: chom_metrics(), chom_drift_probe(), the history of chom's runs, the batched refresh.
 
 use pgrx::prelude::*;
 
@@ -19,6 +20,7 @@ mod errors;
 mod guard;
 mod inspect;
 mod install;
+mod monitoring;
 mod pending;
 mod placement;
 mod plans;
@@ -36,6 +38,39 @@ extension_sql_file!(
     "../sql/guard.sql",
     name = "guard",
     requires = ["schema", guard::chom::guard_dropped_columns, guard::chom::guard_altered_tables]
+);
+extension_sql_file!(
+    "../sql/monitoring.sql",
+    name = "monitoring",
+    requires = ["schema", monitoring::chom::refresh_batch, monitoring::chom::refuse_transaction_block]
+);
+extension_sql_file!(
+    "../sql/comments.sql",
+    name = "comments",
+    requires = [
+        "monitoring",
+        "catalog",
+        install::chom_install,
+        install::chom_uninstall,
+        install::chom_index_ddl,
+        status::chom_status,
+        status::chom_index_usage,
+        stats::chom_tenant_stats,
+        quota::chom_tenant_quota,
+        stats::chom_refresh_tenant,
+        stats::chom_refresh_all,
+        drift::chom_cache_drift,
+        drift::chom_vps_drift,
+        drift::chom_repair_drift,
+        monitoring::chom_drift_probe,
+        monitoring::chom_metrics,
+        monitoring::chom::record_run,
+        placement::chom_pick_vps,
+        placement::chom_vps_load,
+        pending::chom_apply_pending,
+        aggregates::chom_sites_aggregates,
+        aggregates::chom_vps_registry
+    ]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

@@ -55,6 +55,13 @@ queries! {
     PickVpsOverlay = "pick_vps_overlay",
     VpsLoad = "vps_load",
     IndexUsage = "index_usage",
+    CountTenants = "count_tenants",
+    SampleEstimate = "sample_estimate",
+    TenantSample = "tenant_sample",
+    VpsSample = "vps_sample",
+    RecordRun = "record_run",
+    PruneRuns = "prune_runs",
+    MetricsRuns = "metrics_runs",
 }
 
 /// The blocks of sql/queries.sql by name, comments removed.

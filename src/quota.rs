@@ -53,8 +53,11 @@ pub fn chom_tenant_quota(
         return TableIterator::new(Vec::new());
     };
     let changes = pending::folded();
-    // a tenant recounted at commit (a stale stats read) is answered from its stored row: no count here
-    let (sites, storage) = changes.tenant_after(tenant.as_bytes(), (sites, storage)).unwrap_or((sites, storage));
+    // a tenant recounted at commit (a stale stats read in this transaction) will hold a recount: count it too
+    let (sites, storage) = changes.tenant_after(tenant.as_bytes(), (sites, storage)).unwrap_or_else(|| {
+        let (sites, storage, _) = crate::stats::live_stats(&target, tenant);
+        (sites, storage)
+    });
     let sites_left = max_sites.filter(|max| *max >= 0).map(|max| (max - sites).max(0));
     let over_storage = max_storage_mb.is_some_and(|max| max >= 0 && storage > max);
     TableIterator::once((sites, max_sites, storage, max_storage_mb, sites_left, over_storage))

@@ -77,12 +77,7 @@ pub fn chom_tenant_stats(
         Some((sites, storage)) if !stale => TableIterator::once((sites, storage, cached_at)),
         // stale, or recounted at commit already: what a recount gives now
         _ => {
-            let (sites, storage, recounted_at) = Spi::connect(|client| {
-                let sql = queries::sql(&target, Query::TenantLiveStats);
-                let rows = crate::plans::read(client, &sql, &[UUID_ARRAY], &[ids_datum(&[tenant])]);
-                let row = rows.into_iter().next().unwrap_or_else(|| db::missing("tenant_live_stats"));
-                (db::required::<i32>(&row, 1), db::required::<i64>(&row, 2), db::required::<Timestamp>(&row, 3))
-            });
+            let (sites, storage, recounted_at) = live_stats(&target, tenant);
             if read_only() {
                 return TableIterator::once((sites, storage, cached_at));
             }
@@ -92,6 +87,17 @@ pub fn chom_tenant_stats(
             TableIterator::once((sites, storage, Some(recounted_at)))
         }
     }
+}
+
+/// A tenant's live sites and storage counted now (this transaction's rows included), and the time a recount
+/// stored in this transaction is stamped with.
+pub fn live_stats(target: &Target, tenant: Uuid) -> (i32, i64, Timestamp) {
+    Spi::connect(|client| {
+        let sql = queries::sql(target, Query::TenantLiveStats);
+        let rows = crate::plans::read(client, &sql, &[UUID_ARRAY], &[ids_datum(&[tenant])]);
+        let row = rows.into_iter().next().unwrap_or_else(|| db::missing("tenant_live_stats"));
+        (db::required::<i32>(&row, 1), db::required::<i64>(&row, 2), db::required::<Timestamp>(&row, 3))
+    })
 }
 
 /// Recomputes one tenant's cached aggregates from its live sites and stamps `cached_at` (CHOM's
@@ -112,13 +118,9 @@ pub fn chom_refresh_tenant(tenant: Option<Uuid>) {
     }
 }
 
-/// Recomputes every tenant's cached aggregates, `batch_size` tenants at a time in id order (each batch locked,
-/// recounted and stored in one statement), with a NOTICE per batch. Returns the number of tenants refreshed.
-/// Runs in the caller's transaction; row locks are held until it ends. batch_size must be 1..1000000 (22023;
-/// NULL: 22004).
-#[pg_extern(volatile, parallel_unsafe)]
-pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
-    let batch_size = match batch_size {
+/// A batch size of chom_refresh_all() and its procedure form: 1..1000000 (22023; NULL: 22004).
+pub fn valid_batch_size(batch_size: Option<i32>) -> i32 {
+    match batch_size {
         None => raise(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "batch_size must not be NULL",
@@ -129,27 +131,49 @@ pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
             format!("batch_size must be between 1 and 1000000, not {n}"),
             "1000 (the default) keeps each batch's locks short.",
         ),
-    };
+    }
+}
+
+/// The next `batch_size` tenant ids after `after` (from the first when None), in id order.
+pub fn next_batch(target: &Target, after: Option<Uuid>, batch_size: i32) -> Vec<Uuid> {
+    Spi::connect(|client| {
+        crate::plans::read(
+            client,
+            &queries::sql(target, Query::TenantBatch),
+            &[UUID, INT4],
+            &[after.into(), batch_size.into()],
+        )
+        .first()
+        .get_one::<Vec<Uuid>>()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    })
+}
+
+/// Recomputes every tenant's cached aggregates, `batch_size` tenants at a time in id order (each batch locked,
+/// recounted and stored in one statement), with a NOTICE per batch. Returns the number of tenants refreshed.
+/// Runs in the caller's transaction; row locks are held until it ends (`CALL chom_refresh_all_batched()`
+/// commits after each batch instead). Recorded in chom.runs as a 'refresh'. batch_size must be 1..1000000
+/// (22023; NULL: 22004).
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn chom_refresh_all(batch_size: default!(Option<i32>, 1000)) -> i64 {
+    let batch_size = valid_batch_size(batch_size);
     let target = target::require_installed();
-    let total: i64 = crate::db::one(&format!("SELECT count(*) FROM {}", target.table("tenants")), &[])
+    let mut run = crate::monitoring::Run::start(crate::monitoring::RunKind::Refresh);
+    let total: i64 = crate::db::one(&queries::sql(&target, Query::CountTenants), &[])
         .unwrap_or_else(|| db::missing("counting tenants"));
-    let batch_sql = queries::sql(&target, Query::TenantBatch);
     let mut after: Option<Uuid> = None;
     let mut done = 0i64;
     loop {
-        let ids: Vec<Uuid> = Spi::connect(|client| {
-            crate::plans::read(client, &batch_sql, &[UUID, INT4], &[after.into(), batch_size.into()])
-                .first()
-                .get_one::<Vec<Uuid>>()
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        });
+        let ids = next_batch(&target, after, batch_size);
         let Some(last) = ids.last().copied() else { break };
         done += recount(&target, &ids);
         pgrx::notice!("chom_refresh_all: {done} of {total} tenants refreshed");
         after = Some(last);
     }
+    run.tenants_examined = Some(done);
+    crate::monitoring::record(run);
     done
 }
 

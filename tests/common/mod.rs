@@ -2,6 +2,8 @@
 //! Postgres 15), with chom already installed into that build by the test script. As root, the server runs as
 //! the unprivileged user CHOM_TEST_USER (default chomtest), since Postgres refuses to run as root.
 
+// Every test binary (integration, transactions, quota, upgrade, laravel) compiles this module and uses a part
+// of it; each item here is used by at least one of them.
 #![allow(dead_code)]
 
 use postgres::{Client, NoTls};
@@ -17,8 +19,6 @@ pub struct Server {
     pub bindir: PathBuf,
     pub dir: PathBuf,
     pub port: u16,
-    /// a server whose data outlives the test (the upgrade test's two phases): stopped, not removed, on drop
-    keep: bool,
 }
 
 fn is_root() -> bool {
@@ -69,21 +69,15 @@ impl Server {
     /// Starts a fresh cluster; it is stopped and removed when the Server is dropped.
     pub fn start() -> Server {
         let port = free_port();
-        Server::start_in(PathBuf::from(format!("/tmp/chom-it-{}-{port}", std::process::id())), port, false)
+        Server::start_in(PathBuf::from(format!("/tmp/chom-it-{}-{port}", std::process::id())), port)
     }
 
-    /// Starts the cluster kept in `dir` (creating it the first time); dropping the Server stops it and keeps
-    /// its data, for a test in two phases around a change of the installed chom.
-    pub fn persistent(dir: &str) -> Server {
-        Server::start_in(PathBuf::from(dir), free_port(), true)
-    }
-
-    fn start_in(dir: PathBuf, port: u16, keep: bool) -> Server {
+    fn start_in(dir: PathBuf, port: u16) -> Server {
         let pg_config =
             std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
         let bindir = checked(Command::new(&pg_config).arg("--bindir").output(), "pg_config --bindir");
         let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
-        let server = Server { bindir, dir, port, keep };
+        let server = Server { bindir, dir, port };
         if !server.dir.join("data").exists() {
             let _ = std::fs::remove_dir_all(&server.dir);
             std::fs::create_dir_all(&server.dir).unwrap();
@@ -131,7 +125,7 @@ impl Server {
             "-N",
         ];
         as_server_user(&self.bindir, &dir, &backup, "pg_basebackup");
-        Server::start_in(dir, port, false)
+        Server::start_in(dir, port)
     }
 
     pub fn connect(&self, database: &str) -> Client {
@@ -192,44 +186,45 @@ impl Drop for Server {
         let _ = Command::new(if is_root() { "sudo" } else { "env" })
             .args(if is_root() { vec!["-u".to_string(), test_user()] } else { vec![] })
             .arg(self.bindir.join("pg_ctl"))
-            .args(["-D", "data", "-m", if self.keep { "fast" } else { "immediate" }, "stop"])
+            .args(["-D", "data", "-m", "immediate", "stop"])
             .current_dir(&self.dir)
             .output();
-        if !self.keep && !std::thread::panicking() {
+        if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
 
-/// Tenants whose cached aggregates differ from an independent recount (not chom's own drift check).
-pub fn drifted_tenants(client: &mut Client) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM tenants t CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(s.storage_used_mb), 0) AS mb \
-             FROM sites s WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) live \
-             WHERE (t.cached_sites_count, t.cached_storage_mb) IS DISTINCT FROM (live.n, live.mb)",
-            &[],
-        )
-        .unwrap()
-        .get(0)
+/// The independent recount all tests share (tests/fixtures/recount.sql), as temporary views of the session.
+const RECOUNT: &str = include_str!("../fixtures/recount.sql");
+
+/// Runs `query` against the recount views, made for it and dropped after (a view would hold back DDL on the
+/// tables and show in a schema dump's ordering).
+fn against_recount(client: &mut Client, query: &str) -> i64 {
+    client.batch_execute(&RECOUNT.replace(":schema", "pg_temp")).expect("the recount views");
+    let count = scalar_i64(client, query);
+    client.batch_execute("DROP VIEW pg_temp.recount_tenants, pg_temp.recount_vps").expect("dropping the recount views");
+    count
 }
 
-/// VPSes whose maintained live-site count differs from an independent recount.
+/// Tenants whose cached aggregates differ from the independent recount (not chom's own drift check).
+pub fn drifted_tenants(client: &mut Client) -> i64 {
+    against_recount(
+        client,
+        "SELECT count(*) FROM tenants t JOIN pg_temp.recount_tenants r ON r.tenant_id = t.id \
+         WHERE (t.cached_sites_count, t.cached_storage_mb) IS DISTINCT FROM (r.sites, r.storage_mb)",
+    )
+}
+
+/// VPSes whose maintained live-site count differs from the independent recount.
 pub fn drifted_vps(client: &mut Client) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM vps_servers v LEFT JOIN chom.vps_load l ON l.vps_id = v.id \
-             WHERE l.live_sites IS DISTINCT FROM (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL)",
-            &[],
-        )
-        .unwrap()
-        .get(0)
+    against_recount(
+        client,
+        "SELECT count(*) FROM pg_temp.recount_vps r LEFT JOIN chom.vps_load l ON l.vps_id = r.vps_id \
+         WHERE l.live_sites IS DISTINCT FROM r.sites",
+    )
 }
 
 pub fn scalar_i64(client: &mut Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get(0)
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

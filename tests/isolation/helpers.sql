@@ -1,5 +1,5 @@
--- Helpers for the isolation specs, loaded by scripts/isolation.sh into chom_template after CREATE EXTENSION chom.
--- They recount from sites directly (not through chom's own drift functions), so "exact" is an independent check.
+-- Helpers for the isolation specs, loaded by scripts/isolation.sh into chom_template after CREATE EXTENSION chom
+-- and tests/fixtures/recount.sql (the independent recount all tests share: recount_tenants, recount_vps).
 
 -- Per tenant: the cached aggregates and whether they equal a recount of the tenant's live sites.
 CREATE VIEW iso_tenants AS
@@ -8,9 +8,7 @@ SELECT t.slug,
        t.cached_storage_mb  AS storage_mb,
        (t.cached_sites_count, t.cached_storage_mb) IS NOT DISTINCT FROM (r.sites, r.storage_mb) AS exact
   FROM tenants t
- CROSS JOIN LATERAL (SELECT count(*)::integer AS sites, coalesce(sum(s.storage_used_mb), 0)::bigint AS storage_mb
-                       FROM sites s
-                      WHERE s.tenant_id = t.id AND s.deleted_at IS NULL) r;
+  JOIN recount_tenants r ON r.tenant_id = t.id;
 
 -- Per VPS: chom's maintained live-site count and whether it equals a recount.
 CREATE VIEW iso_vps AS
@@ -19,9 +17,7 @@ SELECT v.hostname,
        l.live_sites IS NOT DISTINCT FROM r.sites AS exact
   FROM vps_servers v
   LEFT JOIN chom.vps_load l ON l.vps_id = v.id
- CROSS JOIN LATERAL (SELECT count(*)::integer AS sites
-                       FROM sites s
-                      WHERE s.vps_id = v.id AND s.deleted_at IS NULL) r;
+  JOIN recount_vps r ON r.vps_id = v.id;
 
 -- Every cached value (tenants and VPSes) equals a recount.
 CREATE VIEW iso_all_exact AS
