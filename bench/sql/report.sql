@@ -27,9 +27,10 @@ $$;
 CREATE FUNCTION ratio(a numeric, b numeric) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN b > 0 THEN a / b END
 $$;
--- deadlock failures none / chom ('' where pgbench did not count them)
-CREATE FUNCTION dl(n numeric, c numeric) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN n IS NOT NULL OR c IS NOT NULL THEN coalesce(n::text, '-') || ' / ' || coalesce(c::text, '-') ELSE '' END
+-- deadlock failures none / seed / chom ('' where pgbench did not count them)
+CREATE FUNCTION dl(n numeric, s numeric, c numeric) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN coalesce(n, s, c) IS NOT NULL
+                THEN concat_ws(' / ', coalesce(n::text, '-'), coalesce(s::text, '-'), coalesce(c::text, '-')) ELSE '' END
 $$;
 CREATE FUNCTION fx(r numeric) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN r IS NULL THEN '-' ELSE f(r, 2) || 'x' END
@@ -55,6 +56,7 @@ SELECT row_number() OVER (ORDER BY min(t.grp), m.test, m.clients) AS ord,
        max(CASE config WHEN 'seed' THEN coalesce(tps, lat) END) AS s_v,
        max(CASE config WHEN 'chom' THEN coalesce(tps, lat) END) AS c_v,
        max(CASE config WHEN 'none' THEN deadlocks END) AS n_dl,
+       max(CASE config WHEN 'seed' THEN deadlocks END) AS s_dl,
        max(CASE config WHEN 'chom' THEN deadlocks END) AS c_dl
   FROM med m LEFT JOIN write_tests t ON m.test LIKE t.pattern
  WHERE phase = 'write' GROUP BY m.test, m.clients;
@@ -95,7 +97,7 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
            f(n_v) || ' tps', f(c_v) || ' tps', ratio(c_v, n_v), '>=', coalesce(goal, 0.70), false, NULL FROM w WHERE NOT is_bulk
     UNION ALL
     SELECT 5.5 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': deadlock failures with chom',
-           coalesce(n_dl::text, '-') || ' (none)', coalesce(c_dl::text, '-'), NULL, '= 0', 0, false, c_dl
+           concat_ws(', ', 'none ' || n_dl, 'seed ' || s_dl), coalesce(c_dl::text, '-'), NULL, '= 0', 0, false, c_dl
       FROM w WHERE test LIKE '3-tenant tx%'
     UNION ALL
     SELECT 20 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs seed recount trigger',
@@ -114,7 +116,7 @@ SELECT test AS "read (1 client)", f(b_tps) AS "before tps", f(b_lat, 3) AS "befo
 CREATE VIEW term_writes AS
 SELECT test AS "write", clients AS "clients", CASE WHEN is_bulk THEN 'ms' ELSE 'tps' END AS unit,
        f(n_v) AS "none", f(s_v) AS "seed", f(c_v) AS "chom",
-       fx(ratio(c_v, n_v)) AS "chom/none", fx(ratio(c_v, s_v)) AS "chom/seed", dl(n_dl, c_dl) AS "deadlocks none / chom"
+       fx(ratio(c_v, n_v)) AS "chom/none", fx(ratio(c_v, s_v)) AS "chom/seed", dl(n_dl, s_dl, c_dl) AS "deadlocks none / seed / chom"
   FROM writes ORDER BY ord;
 
 CREATE VIEW term_targets AS
@@ -136,10 +138,10 @@ UNION ALL SELECT 10 + ord, format('| %s | %s | %s | %s | %s | %s | %s | %s | %s 
   FROM reads;
 
 CREATE VIEW md_writes AS
-SELECT 0 AS ord, '| write | clients | unit | none | seed | chom | chom/none | chom/seed | deadlocks none / chom |' AS line
+SELECT 0 AS ord, '| write | clients | unit | none | seed | chom | chom/none | chom/seed | deadlocks none / seed / chom |' AS line
 UNION ALL SELECT 1, '|---|---:|---|---:|---:|---:|---:|---:|---:|'
 UNION ALL SELECT 10 + ord, format('| %s | %s | %s | %s | %s | %s | %s | %s | %s |', test, clients, CASE WHEN is_bulk THEN 'ms' ELSE 'tps' END,
-       f(n_v), f(s_v), f(c_v), fx(ratio(c_v, n_v)), fx(ratio(c_v, s_v)), dl(n_dl, c_dl))
+       f(n_v), f(s_v), f(c_v), fx(ratio(c_v, n_v)), fx(ratio(c_v, s_v)), dl(n_dl, s_dl, c_dl))
   FROM writes;
 
 -- the other seed-index query shapes (phase 'shape'), in the order run.sh ran them
