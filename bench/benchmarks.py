@@ -82,8 +82,13 @@ def margin(ratio, goal, result, measured=""):
     if result == "PASS":
         return f"{r / g:.2f}x the goal" if ge else f"{(1 - r / g) * 100:.0f}% under the limit"
     if ge:
-        return f"short by {(1 - r / g) * 100:.0f}% ({r:.2f}x of {g:g}x; needs {g / r:.2f}x more)"
-    return f"over by {(r / g - 1) * 100:.0f}% ({r:.2f}x against {g:g}x)"
+        return f"short by {pct((1 - r / g) * 100)} ({r:.2f}x of {g:g}x; needs {g / r:.2f}x more)"
+    return f"over by {pct((r / g - 1) * 100)} ({r:.2f}x against {g:g}x)"
+
+
+def pct(p):
+    """A shortfall in percent; the report rounds ratios to 2 decimals, so a MISS can show a ratio equal to its goal."""
+    return f"{p:.0f}%" if p >= 0.5 else "less than 1%"
 
 
 def copy_or_render(results_tsv, stamp, svg_dir, title):
