@@ -143,11 +143,9 @@ pub fn next_batch(target: &Target, after: Option<Uuid>, batch_size: i32) -> Vec<
             &[UUID, INT4],
             &[after.into(), batch_size.into()],
         )
-        .first()
-        .get_one::<Vec<Uuid>>()
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+        .map(|row| db::required::<Vec<Uuid>>(&row, 1))
+        .next()
+        .unwrap_or_else(|| db::missing("tenant_batch"))
     })
 }
 

@@ -236,7 +236,7 @@ pub fn discover() -> Option<Target> {
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
             &[configured.clone().into()],
         )
-        .unwrap_or(false);
+        .unwrap_or_else(|| crate::db::missing("looking for chom.target_schema"));
         if !exists {
             raise(
                 PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
@@ -259,13 +259,7 @@ pub fn discover() -> Option<Target> {
             ),
             "looking for the tenants table",
         );
-        rows.map(|row| {
-            (
-                row.get::<String>(1).ok().flatten().unwrap_or_default(),
-                row.get::<bool>(2).ok().flatten().unwrap_or(false),
-            )
-        })
-        .collect()
+        rows.map(|row| (crate::db::required::<String>(&row, 1), crate::db::required::<bool>(&row, 2))).collect()
     });
     match candidates.as_slice() {
         [] => None,
