@@ -252,6 +252,174 @@ CREATE EVENT TRIGGER chom_sql_drop ON sql_drop EXECUTE FUNCTION chom.on_sql_drop
 CREATE EVENT TRIGGER chom_ddl_command_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION chom.on_ddl_command_end();
 
+-- Monitoring (issue 12): chom's record of its own runs, chom_metrics(), chom_drift_probe() and the batched
+-- refresh, as sql/schema.sql, src/monitoring.rs, sql/monitoring.sql and finalize.sql create them; then the
+-- comments \df+ shows (sql/comments.sql). New objects only: nothing of CHOM's is touched.
+-- chom's record of its own runs, read by chom_metrics() (when drift was last checked and repaired, what was
+-- found and fixed, the last full refresh). Written by chom_repair_drift() ('repair'), chom_drift_probe()
+-- ('probe'), chom_refresh_all() and CALL chom_refresh_all_batched() ('refresh'), through chom.record_run(), and
+-- only in transactions that may write: on a hot standby or in a read-only transaction a run is not recorded.
+-- The plain drift reads (chom_cache_drift(), chom_vps_drift(): STABLE, parallel safe) and
+-- chom_refresh_tenant() (the application's per-tenant call) record nothing. Bounded: each recorded run deletes
+-- the runs of its kind beyond the newest 1000. Not dumped: a restored database is a new question (its
+-- aggregates are whatever the restore made them), so its metrics say "never checked" until a probe or repair.
+CREATE TABLE chom.runs (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind             text NOT NULL CHECK (kind IN ('probe', 'repair', 'refresh')),
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL,
+    -- NULL: not counted by this kind of run
+    tenants_examined bigint,
+    tenants_drifted  bigint,
+    tenants_fixed    bigint,
+    vps_examined     bigint,
+    vps_drifted      bigint,
+    vps_fixed        bigint,
+    CHECK (finished_at >= started_at)
+);
+CREATE INDEX runs_kind_id ON chom.runs (kind, id);
+
+CREATE FUNCTION chom_metrics() RETURNS TABLE (
+    chom_version text,
+    installed boolean,
+    triggers_enabled integer,
+    triggers_disabled integer,
+    triggers_missing integer,
+    indexes_installed integer,
+    indexes_reused integer,
+    indexes_missing integer,
+    indexes_invalid integer,
+    indexes_conflict integer,
+    tenants_fillfactor integer,
+    tenants_row_updates bigint,
+    tenants_hot_update_ratio numeric,
+    tenants_tracked bigint,
+    vps_tracked bigint,
+    last_check_at timestamptz,
+    last_check_kind text,
+    last_check_tenants_examined bigint,
+    last_check_tenants_drifted bigint,
+    last_check_vps_examined bigint,
+    last_check_vps_drifted bigint,
+    last_repair_at timestamptz,
+    last_repair_tenants_fixed bigint,
+    last_repair_vps_fixed bigint,
+    last_refresh_at timestamptz,
+    last_refresh_tenants bigint
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_metrics_wrapper';
+
+CREATE FUNCTION chom_drift_probe(sample_size integer DEFAULT 100, max_ms integer DEFAULT 200) RETURNS TABLE (
+    sampled bigint,
+    drifted bigint,
+    vps_sampled bigint,
+    vps_drifted bigint,
+    elapsed_ms double precision,
+    complete boolean
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_drift_probe_wrapper';
+
+CREATE FUNCTION chom.record_run() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'record_run_wrapper';
+
+CREATE FUNCTION chom.refuse_transaction_block(procedure text) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'refuse_transaction_block_wrapper';
+
+CREATE FUNCTION chom.refresh_batch(after uuid, batch_size integer, started_at timestamptz, refreshed_before bigint)
+RETURNS TABLE (last_id uuid, refreshed bigint, total bigint)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'refresh_batch_wrapper';
+
+-- CALL chom_refresh_all_batched(): chom_refresh_all() as a procedure that commits after each batch, so each
+-- batch's row locks on tenants are held only while that batch is recounted (writers of a tenant wait at most
+-- one batch, never the whole run), with a NOTICE per committed batch. A procedure, not a function: only a
+-- CALL may commit. It refuses to run inside a transaction block (25001), where it could not commit; there,
+-- SELECT chom_refresh_all() does the same work in the caller's transaction. No SET clause (a procedure with
+-- one cannot commit): every name is schema-qualified. Interrupted, it keeps the batches it committed; running
+-- it again starts over. The run is recorded in chom.runs ('refresh') when it ends.
+CREATE PROCEDURE chom_refresh_all_batched(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    started_at timestamptz := pg_catalog.clock_timestamp();
+    after uuid;
+    batch record;
+    done bigint := 0;
+    total bigint;
+    batches integer := 0;
+BEGIN
+    PERFORM chom.refuse_transaction_block('chom_refresh_all_batched()');
+    LOOP
+        SELECT b.last_id, b.refreshed, b.total INTO batch
+          FROM chom.refresh_batch(after, batch_size, started_at, done) b;
+        total := coalesce(total, batch.total);
+        EXIT WHEN batch.last_id IS NULL;
+        done := done + batch.refreshed;
+        batches := batches + 1;
+        after := batch.last_id;
+        COMMIT;
+        RAISE NOTICE 'chom_refresh_all_batched: % of % tenants refreshed (% batches committed)', done, total, batches;
+    END LOOP;
+END
+$$;
+
+REVOKE ALL ON PROCEDURE chom_refresh_all_batched(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) FROM PUBLIC;
+ALTER FUNCTION chom.record_run() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+GRANT SELECT ON chom.runs TO PUBLIC;
+
+-- What \df+ and \dfS+ say of each of chom's functions (the README's SQL reference has the details).
+COMMENT ON FUNCTION chom_install() IS
+    'chom: installs chom on CHOM''s tables (indexes, cached columns, fillfactor, triggers) or completes the installation; idempotent; one row per object with the action taken. DBA.';
+COMMENT ON FUNCTION chom_uninstall() IS
+    'chom: removes exactly what chom added to CHOM''s tables (triggers, its indexes, the columns it added, the fillfactor it set); then DROP EXTENSION chom. DBA.';
+COMMENT ON FUNCTION chom_index_ddl(boolean) IS
+    'chom: the statements that build the missing or invalid managed indexes (CREATE INDEX CONCURRENTLY by default), for \gexec before chom_install(). DBA.';
+COMMENT ON FUNCTION chom_status() IS
+    'chom: every object chom manages with its state (installed, reused, missing, invalid, disabled, conflict) and what to do.';
+COMMENT ON FUNCTION chom_index_usage() IS
+    'chom: scans, tuples read and size of the indexes serving chom''s catalogue, and the indexes they make redundant.';
+COMMENT ON FUNCTION chom_tenant_stats(uuid) IS
+    'chom: a tenant''s live sites, storage (MB) and cached_at, exact (the transaction''s own writes included); recounted when older than chom.stale_after.';
+COMMENT ON FUNCTION chom_tenant_quota(uuid) IS
+    'chom: a tenant''s live sites and storage beside its tier''s limits (sites left, over storage).';
+COMMENT ON FUNCTION chom_refresh_tenant(uuid) IS
+    'chom: locks one tenant and recounts its cached aggregates. NULL: 22004; unknown tenant: P0002. DBA.';
+COMMENT ON FUNCTION chom_refresh_all(integer) IS
+    'chom: recounts every tenant in id-ordered batches in the caller''s transaction (locks held until it ends; CALL chom_refresh_all_batched() commits per batch); returns how many. DBA.';
+COMMENT ON PROCEDURE chom_refresh_all_batched(integer) IS
+    'chom: CALL it to recount every tenant, committing after each batch (locks held one batch at a time), a NOTICE per batch; refused inside a transaction block (25001). DBA.';
+COMMENT ON FUNCTION chom_cache_drift() IS
+    'chom: every tenant whose cached aggregates differ from a recount of its live sites (full check; empty when exact).';
+COMMENT ON FUNCTION chom_vps_drift() IS
+    'chom: every VPS whose live-site count in chom.vps_load differs from a recount (full check; empty when exact).';
+COMMENT ON FUNCTION chom_repair_drift() IS
+    'chom: locks, re-checks and recounts every drifted tenant and VPS, safe with writers running; returns how many were fixed; recorded in chom.runs. DBA.';
+COMMENT ON FUNCTION chom_drift_probe(integer, integer) IS
+    'chom: drift in a random sample of tenants and VPSes within max_ms: sampled, drifted, vps_sampled, vps_drifted, elapsed_ms, complete; recorded in chom.runs (not on a standby).';
+COMMENT ON FUNCTION chom_metrics() IS
+    'chom: one row of typed figures for monitoring: objects by state, tenants'' fillfactor and HOT share, rows tracked, last check, repair and refresh (docs/monitoring.md).';
+COMMENT ON FUNCTION chom_pick_vps(integer, integer, text, text) IS
+    'chom: the least-loaded eligible VPS (active, shared, healthy), reserved until the transaction ends; NULL when none.';
+COMMENT ON FUNCTION chom_vps_load() IS
+    'chom: every VPS with its live-site count and whether chom_pick_vps() may choose it, least loaded first.';
+COMMENT ON FUNCTION chom_apply_pending() IS
+    'chom internal: applies a committing transaction''s changes to the cached aggregates; called by chom at commit only.';
+COMMENT ON FUNCTION chom_sites_aggregates() IS
+    'chom internal: statement trigger on sites keeping the tenant aggregates and VPS loads exact (applied at commit).';
+COMMENT ON FUNCTION chom_vps_registry() IS
+    'chom internal: statement trigger on vps_servers keeping chom.vps_load''s copy of the attributes the pick filters on.';
+COMMENT ON FUNCTION chom.record_run() IS
+    'chom internal: records a run of chom''s in chom.runs; called by chom only.';
+COMMENT ON FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) IS
+    'chom internal: one batch of CALL chom_refresh_all_batched().';
+COMMENT ON FUNCTION chom.refuse_transaction_block(text) IS
+    'chom internal: raises 25001 inside a transaction block (for procedures that commit).';
+
 -- Where chom is installed, chom_install() completes it: chom's triggers now carry the names of the columns chom
 -- uses (so that it follows the application's renames), and coming from 0.1.0 the vps_servers UPDATE trigger of
 -- 0.2.0 is added and every tenant and VPS recounted.

@@ -3,13 +3,21 @@
 -- not for PUBLIC; delegate them with GRANT EXECUTE ON FUNCTION ... TO <role> (see README).
 REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean), chom_repair_drift(),
     chom_refresh_all(integer), chom_refresh_tenant(uuid) FROM PUBLIC;
+-- The batched refresh is a DBA's too; its batches are chom.refresh_batch() (a procedure cannot be SECURITY
+-- DEFINER and commit), so delegating it grants both. chom_metrics() and chom_drift_probe() are for monitoring
+-- roles: PUBLIC.
+REVOKE ALL ON PROCEDURE chom_refresh_all_batched(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) FROM PUBLIC;
+-- chom records its runs through chom.record_run(), as chom's owner (whoever runs the repair or the probe needs
+-- no grant on chom.runs); it refuses any call that is not chom's own recording.
+ALTER FUNCTION chom.record_run() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- The migrations guard's checks are called by chom's event triggers only.
 REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_altered_tables(oid[], integer[]) FROM PUBLIC;
 
 -- chom's tables hold no secrets; reading them needs no grant.
 GRANT USAGE ON SCHEMA chom TO PUBLIC;
-GRANT SELECT ON chom.managed_index, chom.vps_load TO PUBLIC;
+GRANT SELECT ON chom.managed_index, chom.vps_load, chom.runs TO PUBLIC;
 
 -- The trigger functions only read their transition tables into backend memory; only chom_install() attaches
 -- them (CREATE TRIGGER needs EXECUTE, which PUBLIC does not have), and they refuse other tables.

@@ -318,3 +318,55 @@ SELECT i.index_name, i.table_name, i.scans, i.tuples_read, i.size_bytes, i.scans
    AND s.key_columns[1:cardinality(i.keys)] = i.keys
  GROUP BY 1, 2, 3, 4, 5, 6
  ORDER BY 7 NULLS FIRST, 2, 1
+
+-- name: count_tenants
+-- Rows in tenants (chom_metrics()'s tenants tracked, chom_refresh_all()'s total, the tenants a repair examines).
+SELECT count(*) FROM {tenants}
+
+-- name: sample_estimate
+-- The rows of the table $1 as the planner knows them, never below what its size holds at 30 rows a page (a
+-- table never analyzed has reltuples -1), and its pages: the probe's sampling percentage is taken from them.
+SELECT greatest(c.reltuples::float8, p.pages * 30), p.pages
+  FROM pg_catalog.pg_class c
+ CROSS JOIN LATERAL (SELECT (pg_catalog.pg_relation_size(c.oid)
+                             / pg_catalog.current_setting('block_size')::bigint)::float8 AS pages) p
+ WHERE c.oid = $1::text::regclass
+
+-- name: tenant_sample
+-- At most $2 tenant ids at random: the rows of a random $1 percent of tenants' pages (TABLESAMPLE SYSTEM reads
+-- only those pages), shuffled.
+SELECT coalesce(array_agg(s.id), '{}')
+  FROM (SELECT t.{tenants.id} AS id FROM {tenants} t TABLESAMPLE SYSTEM (($1::float8)::real)
+         ORDER BY random() LIMIT $2) s
+
+-- name: vps_sample
+-- The same for vps_servers.
+SELECT coalesce(array_agg(s.id), '{}')
+  FROM (SELECT v.{vps_servers.id} AS id FROM {vps_servers} v TABLESAMPLE SYSTEM (($1::float8)::real)
+         ORDER BY random() LIMIT $2) s
+
+-- name: record_run
+-- A run of chom's (chom.record_run(), as chom's owner): kind, start, and what it examined, found and fixed.
+INSERT INTO {chom}.runs (kind, started_at, finished_at, tenants_examined, tenants_drifted, tenants_fixed,
+                         vps_examined, vps_drifted, vps_fixed)
+VALUES ($1, least($2::timestamptz, clock_timestamp()), clock_timestamp(), $3, $4, $5, $6, $7, $8)
+
+-- name: prune_runs
+-- Keeps the newest $2 runs of kind $1.
+DELETE FROM {chom}.runs r
+ WHERE r.kind = $1
+   AND r.id < (SELECT k.id FROM {chom}.runs k WHERE k.kind = $1 ORDER BY k.id DESC OFFSET $2 - 1 LIMIT 1)
+
+-- name: metrics_runs
+-- chom_metrics()'s figures beside the inspection's: chom's version, the HOT share of tenants' row updates ($1
+-- updates, $2 of them HOT; NULL before any), the last drift check (probe or repair), repair and refresh.
+SELECT (SELECT e.extversion::text FROM pg_catalog.pg_extension e WHERE e.extname = 'chom'),
+       CASE WHEN $1::bigint > 0 THEN round($2::bigint::numeric / $1::bigint, 4) END,
+       c.finished_at, c.kind, c.tenants_examined, c.tenants_drifted, c.vps_examined, c.vps_drifted,
+       r.finished_at, r.tenants_fixed, r.vps_fixed,
+       f.finished_at, f.tenants_examined
+  FROM (SELECT) one
+  LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind IN ('probe', 'repair')
+                      ORDER BY k.finished_at DESC, k.id DESC LIMIT 1) c ON true
+  LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind = 'repair' ORDER BY k.id DESC LIMIT 1) r ON true
+  LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind = 'refresh' ORDER BY k.id DESC LIMIT 1) f ON true

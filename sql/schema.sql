@@ -39,3 +39,27 @@ CREATE INDEX vps_load_pick ON chom.vps_load (live_sites, vps_id)
     WHERE status = 'active' AND allocation_type = 'shared';
 -- dumped with the database, so that a restored database has exact loads at once
 SELECT pg_catalog.pg_extension_config_dump('chom.vps_load', '');
+
+-- chom's record of its own runs, read by chom_metrics() (when drift was last checked and repaired, what was
+-- found and fixed, the last full refresh). Written by chom_repair_drift() ('repair'), chom_drift_probe()
+-- ('probe'), chom_refresh_all() and CALL chom_refresh_all_batched() ('refresh'), through chom.record_run(), and
+-- only in transactions that may write: on a hot standby or in a read-only transaction a run is not recorded.
+-- The plain drift reads (chom_cache_drift(), chom_vps_drift(): STABLE, parallel safe) and
+-- chom_refresh_tenant() (the application's per-tenant call) record nothing. Bounded: each recorded run deletes
+-- the runs of its kind beyond the newest 1000. Not dumped: a restored database is a new question (its
+-- aggregates are whatever the restore made them), so its metrics say "never checked" until a probe or repair.
+CREATE TABLE chom.runs (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind             text NOT NULL CHECK (kind IN ('probe', 'repair', 'refresh')),
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL,
+    -- NULL: not counted by this kind of run
+    tenants_examined bigint,
+    tenants_drifted  bigint,
+    tenants_fixed    bigint,
+    vps_examined     bigint,
+    vps_drifted      bigint,
+    vps_fixed        bigint,
+    CHECK (finished_at >= started_at)
+);
+CREATE INDEX runs_kind_id ON chom.runs (kind, id);

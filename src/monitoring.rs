@@ -168,6 +168,8 @@ fn fillfactor(state: &StorageState) -> Option<i32> {
 /// of chom.vps_load; the last drift check (a probe or a repair: when, which, tenants and VPSes examined and
 /// drifted), the last repair (when, tenants and VPSes fixed) and the last full refresh (when, tenants), from
 /// chom.runs. Without CHOM's tables the object and row counts are NULL.
+// one row of many typed columns: pgrx needs the tuple written out in the signature
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_safe)]
 pub fn chom_metrics() -> TableIterator<
     'static,
