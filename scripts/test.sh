@@ -4,7 +4,8 @@
 # scripts/releases (each built from its commit and used, then this version installed over it while the server
 # runs, the window before ALTER EXTENSION chom UPDATE, the update, a fresh install compared); then chom
 # installed into that build, the integration tests in tests/ over real connections against servers they start
-# themselves, and the isolation specs (pg_isolation_regress) of tests/isolation. Formatting and clippy first.
+# themselves, and the isolation specs (pg_isolation_regress) of tests/isolation. Formatting and clippy first,
+# then the Debian package (scripts/package-test.sh, with Postgres 15).
 # Then the Citus leg (scripts/citus.sh; it says plainly that it skipped when the Citus source archive is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,14 @@ cargo fmt --check
 cargo clippy --quiet --all-targets --features "pg15 integration" -- -D warnings
 versions=${CHOM_PG_VERSIONS:-15 16 17 18}
 summary=()
+if [[ " $versions " == *" 15 "* ]]; then
+  # Before any cargo pgrx install into Postgres 15 below: on a fresh machine the package then installs into a
+  # layout holding no chom file, and its removal is checked to leave none (files of an earlier install on a
+  # developer's machine are saved and put back by the test).
+  echo "=== Debian package: build, dpkg -i on Postgres 15, smoke test in a fresh cluster, dpkg -r"
+  bash scripts/package-test.sh
+  summary+=("package ok")
+fi
 for v in $versions; do
   config_var="PG${v}_CONFIG"; pg_config=${!config_var}
   echo "=== Postgres $v ($("$pg_config" --version)): cargo pgrx test"
