@@ -157,6 +157,22 @@ ALTER TABLE chom.vps_load RENAME CONSTRAINT chom_vps_load_pkey TO vps_load_pkey;
 ALTER TABLE chom.managed_index RENAME CONSTRAINT chom_managed_index_pkey TO managed_index_pkey;
 ALTER TABLE chom.managed_index RENAME CONSTRAINT chom_managed_index_key_columns_check TO managed_index_key_columns_check;
 ALTER TABLE chom.managed_index RENAME CONSTRAINT chom_managed_index_check TO managed_index_check;
+-- Postgres 18 records NOT NULL constraints too, named after their table when they were made
+-- (chom_vps_load_vps_id_not_null): they follow the rename as a fresh install names them (none before 18).
+DO $chom$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT conrelid::regclass AS rel, conname,
+                    regexp_replace(conname, '^chom_(managed_index|vps_load)_', '\1_') AS renamed
+               FROM pg_catalog.pg_constraint
+              WHERE conrelid IN ('chom.managed_index'::regclass, 'chom.vps_load'::regclass)
+                AND conname ~ '^chom_(managed_index|vps_load)_'
+    LOOP
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', c.rel, c.conname, c.renamed);
+    END LOOP;
+END
+$chom$;
 ALTER FUNCTION chom_index_key_columns(oid) SET SCHEMA chom;
 ALTER FUNCTION chom.chom_index_key_columns(oid) RENAME TO index_key_columns;
 GRANT USAGE ON SCHEMA chom TO PUBLIC;
