@@ -64,7 +64,8 @@ fi
 
 T0=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-SO=$("$PGBIN/pg_config" --pkglibdir)/chom.so
+# the library of this version (each release installs its own, chom-<version>.so)
+SO=$("$PGBIN/pg_config" --pkglibdir)/chom-$(awk -F'"' '/^version *=/ { print $2; exit }' "$REPO/Cargo.toml").so
 so_id() { stat -c '%s bytes, modified %y' "$SO" 2>/dev/null | sed 's/\.[0-9]* / /'; }
 SO_START=$(so_id)
 SO_KIND=$(file -b "$SO" | grep -q 'with debug_info' && [ "$(stat -c %s "$SO")" -gt 20000000 ] \
@@ -89,7 +90,7 @@ trap stop_server EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------------------------
-say "chom.so: $SO_KIND; load average $LOAD_START"
+say "$(basename "$SO"): $SO_KIND; load average $LOAD_START"
 say "server: initdb + start (Postgres 15, port $PORT, socket $SOCK, synchronous_commit=$SYNC)"
 as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 \
   || as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1
