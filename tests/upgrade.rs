@@ -11,7 +11,8 @@
 //!    the old objects keep their library (`$libdir/chom`), which installing this version leaves in place;
 //!    with a writer's transaction open and lock_timeout set, the update does not queue behind it;
 //! 4. **update**: ALTER EXTENSION chom UPDATE in the old session, which then has both libraries loaded (the
-//!    previous release's and chom-<version>), and goes on writing and reading correctly;
+//!    previous release's and chom-<version>), and goes on writing and reading correctly, as does another
+//!    pooled session that used the old library and only sees the update;
 //! 5. **after**: new sessions work, and every extension object is exactly that of a fresh install.
 
 mod common;
@@ -196,6 +197,10 @@ fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_u
     write_sites(&mut old, "old-before");
     assert_exact_and_answering(&mut old, "degraded", "in the old session before the install");
     assert_libraries(&mut old, &[&old_library], "with the previous release");
+    // another pooled connection of the application, which will only see the update that another session runs
+    let mut pooled = server.connect("upgraded");
+    write_sites(&mut pooled, "pooled-before");
+    assert_exact_and_answering(&mut pooled, "healthy,unknown", "in a pooled session before the install");
 
     // 2. install this version while the server runs
     install_this_version();
@@ -257,6 +262,12 @@ fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_u
     write_sites(&mut old, "updated-old-again");
     assert_exact_and_answering(&mut old, "degraded", "in the old session after a refused write");
     drop(old);
+    // the pooled session that has used the old library sees the update and goes on, with both libraries
+    assert_eq!(extension_version(&mut pooled), current);
+    write_sites(&mut pooled, "pooled-after");
+    assert_exact_and_answering(&mut pooled, "healthy,unknown", "in a pooled session after another ran the update");
+    assert_libraries(&mut pooled, &[&old_library, &new_library], "that saw the update");
+    drop(pooled);
 
     // 5. after: new sessions, this version's library only, and the objects of a fresh install
     let mut db = server.connect("upgraded");
