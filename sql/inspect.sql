@@ -12,6 +12,7 @@
 --   matches      index: an index on the catalogue's table with its key columns, not partial; trigger: its
 --                comment says chom set tenants' fillfactor
 --   current      trigger: it carries the arguments chom's triggers carry now ($9)
+--   tied         index: it depends on the extension (ALTER INDEX ... DEPENDS ON EXTENSION)
 --   equivalent   index: another valid, non-partial b-tree of the table whose leading key columns are the
 --                catalogue's (direction aside: a b-tree is read both ways), the shortest first
 --   missing      index: what it needs that does not exist: 'table' or the first missing key column
@@ -59,13 +60,17 @@ SELECT 'index'::text AS kind, m.name, m.table_name,
                    ORDER BY k.position LIMIT 1)
        END AS missing,
        NULL::text AS type_name, NULL::integer AS setting, NULL::bigint AS updates, NULL::bigint AS hot_updates,
-       NULL::boolean AS current
+       NULL::boolean AS current,
+       EXISTS (SELECT FROM pg_catalog.pg_depend d
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = n.oid AND d.deptype = 'x'
+                  AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+                  AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'chom')) AS tied
   FROM catalogue m
   LEFT JOIN named n ON n.name = m.name
 UNION ALL
 SELECT 'column', c.position::text, 'tenants',
        a.attnum IS NOT NULL, NULL, coalesce(pg_catalog.col_description(a.attrelid, a.attnum) = $6, false), NULL,
-       NULL, NULL, a.atttypid::pg_catalog.regtype::text, NULL, NULL, NULL, NULL
+       NULL, NULL, a.atttypid::pg_catalog.regtype::text, NULL, NULL, NULL, NULL, NULL
   FROM unnest($2::text[]) WITH ORDINALITY AS c(column_name, position)
   LEFT JOIN tables t ON t.relname = 'tenants' AND t.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_attribute a
@@ -75,7 +80,7 @@ SELECT 'trigger', g.trigger_name, g.table_name,
        tg.oid IS NOT NULL, tg.tgenabled <> 'D',
        coalesce(pg_catalog.obj_description(tg.oid, 'pg_trigger') IN ($7, $8), false),
        coalesce(pg_catalog.obj_description(tg.oid, 'pg_trigger') = $8, false),
-       NULL, NULL, NULL, NULL, NULL, NULL, tg.tgargs = $9
+       NULL, NULL, NULL, NULL, NULL, NULL, tg.tgargs = $9, NULL
   FROM unnest($3::text[], $4::text[]) AS g(trigger_name, table_name)
   LEFT JOIN tables t ON t.relname = g.table_name AND t.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = t.oid AND tg.tgname = g.trigger_name
@@ -84,11 +89,11 @@ SELECT 'storage', 'fillfactor', 'tenants',
        t.relkind = 'r', NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT o.option_value::integer FROM pg_catalog.pg_options_to_table(c.reloptions) o
          WHERE o.option_name = 'fillfactor'),
-       s.n_tup_upd, s.n_tup_hot_upd, NULL
+       s.n_tup_upd, s.n_tup_hot_upd, NULL, NULL
   FROM (SELECT 1) one
   LEFT JOIN tables t ON t.relname = 'tenants' AND t.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_class c ON c.oid = t.oid
   LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = t.oid
 UNION ALL
 SELECT 'load', 'vps_load', 'vps_servers', true, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, (SELECT count(*) FROM {chom}.vps_load), NULL, NULL
+       NULL, (SELECT count(*) FROM {chom}.vps_load), NULL, NULL, NULL

@@ -9,8 +9,10 @@ use std::fmt;
 /// The state of one catalogue index.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexState {
-    /// chom's own: its name, table and key columns, valid, with chom's comment
+    /// chom's own: its name, table and key columns, valid, with chom's comment, tied to the extension
     Installed,
+    /// the same, built by chom_index_ddl() and not tied to the extension yet: chom_install() adopts it
+    Untied,
     /// another index serves the same queries (under another name, or under chom's name without chom's comment:
     /// the application's own); chom never drops it
     Reused(String),
@@ -35,7 +37,8 @@ pub fn classify_index(facts: &IndexFacts) -> IndexState {
     }
     match (facts.present, facts.matches, facts.marked, facts.valid) {
         (false, ..) => facts.equivalent.clone().map_or(IndexState::Missing, IndexState::Reused),
-        (true, true, true, true) => IndexState::Installed,
+        (true, true, true, true) if facts.tied => IndexState::Installed,
+        (true, true, true, true) => IndexState::Untied,
         (true, true, false, true) => IndexState::Reused(facts.index.name.clone()),
         (true, true, _, false) | (true, false, true, _) => IndexState::Rebuild,
         (true, false, false, _) => facts.equivalent.clone().map_or(IndexState::Conflict, IndexState::Reused),
@@ -111,6 +114,8 @@ pub struct States {
     pub triggers: Vec<(&'static ManagedTrigger, TriggerState)>,
     /// chom is installed on these tables: its sites triggers are there
     pub installed: bool,
+    /// what the comment on chom's marked trigger says now: whether chom set tenants' fillfactor (None: no comment)
+    pub marker: Option<bool>,
 }
 
 pub fn classify(facts: &Facts) -> States {
@@ -122,6 +127,11 @@ pub fn classify(facts: &Facts) -> States {
         columns: facts.columns.iter().map(|c| (column(c.name), classify_column(c))).collect(),
         storage: classify_storage(&facts.storage, facts.fillfactor_by_chom()),
         installed: triggers.iter().any(|(t, state)| t.table == "sites" && *state != TriggerState::Missing),
+        marker: facts
+            .triggers
+            .iter()
+            .find(|t| t.trigger.name == crate::catalog::MARKED_TRIGGER && t.marked)
+            .map(|t| t.fillfactor_by_chom),
         triggers,
     }
 }
@@ -255,7 +265,8 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
     }
     for (index, state) in &states.indexes {
         let (step, action) = match state {
-            IndexState::Installed => (Some(Step::AdoptIndex(index.clone())), Action::Exists),
+            IndexState::Installed => (None, Action::Exists),
+            IndexState::Untied => (Some(Step::AdoptIndex(index.clone())), Action::Exists),
             IndexState::Reused(other) => (None, Action::Reused(other.clone())),
             IndexState::Missing => (Some(Step::CreateIndex(index.clone())), Action::Created),
             IndexState::Rebuild => (Some(Step::RebuildIndex(index.clone())), Action::Rebuilt),
@@ -281,7 +292,11 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
         steps.extend(step);
         report.push(("trigger", trigger.name.into(), action));
     }
-    steps.push(Step::MarkTrigger { fillfactor_by_chom });
+    let marked_trigger_created =
+        steps.iter().any(|s| matches!(s, Step::CreateTrigger(t) if t.name == crate::catalog::MARKED_TRIGGER));
+    if marked_trigger_created || states.marker != Some(fillfactor_by_chom) {
+        steps.push(Step::MarkTrigger { fillfactor_by_chom });
+    }
     InstallPlan { steps, report }
 }
 
@@ -306,7 +321,7 @@ pub fn plan_uninstall(states: &States) -> Vec<UninstallStep> {
         states
             .indexes
             .iter()
-            .filter(|(_, s)| matches!(s, IndexState::Installed | IndexState::Rebuild))
+            .filter(|(_, s)| matches!(s, IndexState::Installed | IndexState::Untied | IndexState::Rebuild))
             .map(|(i, _)| UninstallStep::DropIndex(i.clone())),
     );
     let columns: Vec<&'static CachedColumn> =
@@ -367,7 +382,7 @@ impl fmt::Display for Health {
 pub fn index_health(index: &ManagedIndex, state: &IndexState, installed: bool) -> (Health, Option<String>) {
     let install = if installed { "SELECT * FROM chom_install()" } else { "run chom_install()" };
     match state {
-        IndexState::Installed => (Health::Installed, None),
+        IndexState::Installed | IndexState::Untied => (Health::Installed, None),
         IndexState::Reused(other) => (Health::Reused, Some(other.clone())),
         IndexState::Missing => (
             Health::Missing,
@@ -471,6 +486,7 @@ mod unit_tests {
             matches,
             equivalent: equivalent.map(String::from),
             missing: None,
+            tied: true,
         }
     }
 
@@ -481,6 +497,7 @@ mod unit_tests {
             storage: StorageState::SetByChom(70),
             triggers: TRIGGERS.iter().map(|t| (t, TriggerState::Installed)).collect(),
             installed: true,
+            marker: Some(true),
         }
     }
 
@@ -580,6 +597,7 @@ mod unit_tests {
             storage: StorageState::Default,
             triggers: TRIGGERS.iter().map(|t| (t, TriggerState::Missing)).collect(),
             installed: false,
+            marker: None,
         };
         let steps = plan_install(&states, 70).steps;
         assert!(matches!(steps.first(), Some(Step::AddColumns(c)) if c.len() == 3));
@@ -588,7 +606,10 @@ mod unit_tests {
         assert_eq!(steps.last(), Some(&Step::MarkTrigger { fillfactor_by_chom: true }));
         // idempotent: once all is there, nothing is created
         let again = plan_install(&states_with_index(IndexState::Installed), 70);
-        assert!(again.steps.iter().all(|s| matches!(s, Step::AdoptIndex(_) | Step::MarkTrigger { .. })));
+        assert!(again.steps.is_empty(), "{:?}", again.steps);
+        // an index chom_index_ddl() built is adopted (tied to the extension), nothing else is touched
+        let adopt = plan_install(&states_with_index(IndexState::Untied), 70);
+        assert_eq!(adopt.steps, vec![Step::AdoptIndex(index())]);
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct IndexFacts {
     pub equivalent: Option<String>,
     /// what the index needs that does not exist
     pub missing: Option<Prerequisite>,
+    /// it depends on the extension (an index chom_index_ddl() built is not, until chom_install() adopts it)
+    pub tied: bool,
 }
 
 /// A table or column an index needs.
@@ -49,6 +51,8 @@ pub struct TriggerFacts {
     pub enabled: bool,
     /// it carries the column names chom uses now as its arguments (a trigger of an older chom does not)
     pub current: bool,
+    /// it carries one of chom's comments (only [`catalog::MARKED_TRIGGER`] does)
+    pub marked: bool,
     /// its comment says chom set tenants' fillfactor (only on [`catalog::MARKED_TRIGGER`])
     pub fillfactor_by_chom: bool,
 }
@@ -114,6 +118,7 @@ pub fn inspect(target: &Target) -> Facts {
                     matches: row.required(7),
                     equivalent: row.get(8),
                     missing,
+                    tied: row.get(15).unwrap_or(false),
                 });
             }
             "column" => {
@@ -131,6 +136,7 @@ pub fn inspect(target: &Target) -> Facts {
                 present: row.required(4),
                 enabled: row.get(5).unwrap_or(false),
                 current: row.get(14).unwrap_or(false),
+                marked: row.required(6),
                 fillfactor_by_chom: row.required(7),
             }),
             "storage" => {

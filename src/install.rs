@@ -95,10 +95,9 @@ pub(crate) fn apply(target: &Target, step: &Step) {
             run(&trigger.create_sql(target));
             depends_on_extension("TRIGGER", &trigger.on(target));
         }
+        // in place (SHARE ROW EXCLUSIVE on the table: readers go on), keeping its tie to the extension
         Step::ReplaceTrigger(trigger) => {
-            run(&format!("DROP TRIGGER {}", trigger.on(target)));
-            run(&trigger.create_sql(target));
-            depends_on_extension("TRIGGER", &trigger.on(target));
+            run(&trigger.create_sql(target).replacen("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1))
         }
         Step::EnableTrigger(trigger) => {
             run(&format!("ALTER TABLE {} ENABLE TRIGGER {}", target.table(trigger.table), trigger.name))

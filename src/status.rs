@@ -80,7 +80,7 @@ fn serving_indexes(target: &Target) -> (Vec<String>, Vec<String>) {
         .indexes
         .into_iter()
         .filter_map(|(index, state)| match state {
-            IndexState::Installed => Some((index.name.clone(), index.name)),
+            IndexState::Installed | IndexState::Untied => Some((index.name.clone(), index.name)),
             IndexState::Reused(other) => Some((other, index.name)),
             _ => None,
         })
