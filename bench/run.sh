@@ -156,6 +156,9 @@ read_phase() { # <config>
     bench read "$config" "tenant stats, biggest" 1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$stats"
     bench read "$config" "tenant stats, random"  1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$stats"
     bench read "$config" "pick vps"             1 "$rep" "$READ_T" -f "$pick"
+    if [ "$config" = chom ]; then
+      bench read "$config" "tenant quota, random" 1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/quota_chom.sql"
+    fi
     bench read "$config" "list sites, random"   1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/list_sites.sql"
     if ((SHAPES)); then
       for ((i = 0; i < ${#SHAPES_LIST[@]}; i += 2)); do

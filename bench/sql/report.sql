@@ -42,7 +42,8 @@ SELECT o.ord, o.test,
        m('read', 'seed', o.test, 1, 'tps') AS s_tps, m('read', 'seed', o.test, 1, 'lat') AS s_lat,
        m('read', 'chom', o.test, 1, 'tps') AS c_tps, m('read', 'chom', o.test, 1, 'lat') AS c_lat
   FROM (VALUES (1, 'pk read, biggest'), (2, 'pk read, random'), (3, 'tenant stats, biggest'),
-               (4, 'tenant stats, random'), (5, 'pick vps'), (6, 'list sites, random')) o(ord, test);
+               (4, 'tenant stats, random'), (5, 'pick vps'), (6, 'list sites, random'),
+               (7, 'tenant quota, random')) o(ord, test);
 
 -- the write tests and their targets against no trigger (goal: minimum throughput ratio; bulk: maximum time ratio)
 CREATE VIEW write_tests AS
@@ -84,6 +85,10 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
     UNION ALL
     SELECT 4, 'pick VPS: chom latency vs PK read', f(pk.c_lat, 3) || ' ms', f(r.c_lat, 3) || ' ms',
            ratio(r.c_lat, pk.c_lat), '<=', 3.0, false, NULL FROM r, pk WHERE ord = 5
+    UNION ALL
+    SELECT 4.5, 'tenant quota (random tenant): chom_tenant_quota() latency vs PK read', f(pkr.c_lat, 3) || ' ms',
+           f(q.c_lat, 3) || ' ms', ratio(q.c_lat, pkr.c_lat), '<=', 2.0, false, NULL
+      FROM r q, r pkr WHERE q.ord = 7 AND pkr.ord = 2
     UNION ALL
     SELECT 5, 'bulk insert (' || :'bulk' || ' rows): chom time vs no trigger', f(n_v) || ' ms', f(c_v) || ' ms',
            ratio(c_v, n_v), '<=', goal, false, NULL FROM w WHERE is_bulk
