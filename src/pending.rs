@@ -313,6 +313,13 @@ thread_local! {
 /// Applies the transaction's changes through chom_apply_pending(), a SECURITY DEFINER function of chom's
 /// schema: it runs as chom's owner with its pinned search_path, whoever commits. Called at pre-commit and
 /// pre-prepare; an error here fails the COMMIT and rolls the whole transaction back.
+///
+/// The hand-over goes through this library's [`APPLYING`] and a look-up of the function by name: after an
+/// `ALTER EXTENSION chom UPDATE` to a later release, the name points at that release's library, whose slot is
+/// empty. Before the next release, apply in the library that recorded the changes (taking the owner's identity
+/// and a pinned search_path here) or pass the changes as an argument, so that a transaction that wrote through
+/// this release and commits after the update still applies them. (0.1.0 and 0.2.0 register no transaction
+/// callback, so the update to 0.3.0 is not affected.)
 fn apply_at_commit() {
     // The statements that apply the changes could, through the application's own triggers on tenants, write
     // sites again: apply until nothing is left, a bounded number of rounds.
