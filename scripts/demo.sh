@@ -30,7 +30,7 @@ SELECT kind, state, count(*) AS objects, string_agg(name, ', ' ORDER BY name) FI
 \echo The biggest tenant, from the cache and from a live recount:
 SELECT s.*, (SELECT count(*) FROM sites WHERE tenant_id = t.id AND deleted_at IS NULL) AS live_count
   FROM tenants t, chom_tenant_stats(t.id) s ORDER BY t.cached_sites_count DESC LIMIT 1;
-\echo A write, and the cache follows it in the same statement:
+\echo A write (its own transaction), and the cache follows it when it commits:
 INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb)
 SELECT gen_random_uuid(), t.id, chom_pick_vps(), 'demo' || g || '.test', 100 FROM tenants t, generate_series(1, 3) g
  WHERE t.id = md5('tenant1')::uuid;
