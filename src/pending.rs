@@ -211,17 +211,6 @@ fn current_subtransaction() -> pg_sys::SubTransactionId {
 
 /// Records changes in the current (sub)transaction's frame.
 pub fn record(target: &Target, record: impl FnOnce(&mut Changes)) {
-    if apply_function(target).is_none() {
-        // chom's SQL objects are older than this library (a package upgrade before ALTER EXTENSION chom UPDATE):
-        // they have no commit step, so the changes are applied now, as chom 0.2 did.
-        let mut changes = Changes::default();
-        record(&mut changes);
-        changes.retain_changes();
-        if !changes.is_empty() {
-            crate::aggregates::apply(target, &changes);
-        }
-        return;
-    }
     let subtransaction = current_subtransaction();
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
