@@ -79,14 +79,18 @@ fn blocks() -> &'static HashMap<&'static str, String> {
 }
 
 thread_local! {
-    static RENDERED: RefCell<HashMap<(String, String, Vec<String>, Query), Rc<str>>> = RefCell::new(HashMap::new());
+    /// Per target (one in practice), its rendered statements. Looked up by comparing targets, so that the commit
+    /// path allocates nothing to find a statement.
+    static RENDERED: RefCell<Vec<(Target, HashMap<Query, Rc<str>>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The statement `query` for `target`. Rendered once per backend: the commit path calls this for every
 /// transaction that wrote sites.
 pub fn sql(target: &Target, query: Query) -> Rc<str> {
-    let key = (target.schema.clone(), target.extension_schema.clone(), target.columns.clone(), query);
-    if let Some(rendered) = RENDERED.with(|cache| cache.borrow().get(&key).cloned()) {
+    let cached = RENDERED.with(|cache| {
+        cache.borrow().iter().find(|(t, _)| t == target).and_then(|(_, statements)| statements.get(&query).cloned())
+    });
+    if let Some(rendered) = cached {
         return rendered;
     }
     let block = &blocks()[query.name()];
@@ -94,7 +98,14 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
         .iter()
         .fold(block.clone(), |sql, inlined| sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()]));
     let rendered: Rc<str> = target.render(&inlined).into();
-    RENDERED.with(|cache| cache.borrow_mut().insert(key, rendered.clone()));
+    RENDERED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let position = cache.iter().position(|(t, _)| t == target).unwrap_or_else(|| {
+            cache.push((target.clone(), HashMap::new()));
+            cache.len() - 1
+        });
+        cache[position].1.insert(query, rendered.clone());
+    });
     rendered
 }
 
