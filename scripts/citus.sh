@@ -11,12 +11,17 @@
 #   3. creates CHOM's schema (tests/fixtures/chom_schema.sql) with a generated dataset (tests/fixtures/dataset.sql)
 #      on the coordinator and runs sql/citus/distribute.sql (then runs it again: it must say it has nothing to do);
 #      also distributes an empty CHOM database and loads the dataset through the coordinator afterwards;
-#   4. runs the scale-out tests: the distribution checks now; chom's own tests go into the hooks below
-#      (chom_tests), which are skipped until chom supports Citus (CHOM_CITUS_CHOM=1 runs them anyway).
+#   4. runs the scale-out tests: the distribution checks, then chom on the cluster (CREATE EXTENSION and
+#      chom_install() on the coordinator; concurrent writers through the coordinator, drift and VPS drift 0, stats
+#      equal to recounts, the pick equal to an independent least-loaded pick; a shard move during writes; drift
+#      made on one shard behind chom's back, repaired; a trigger missing on a shard, reported and re-created;
+#      chom_uninstall()), and prints the latency of chom_tenant_stats() and chom_pick_vps() through the
+#      coordinator against one node with the same data, measured in the same run.
 # Everything it started is stopped and removed on exit (also on errors and signals).
 #
 # Settings: CHOM_CITUS_SRC (archive), CHOM_CITUS_PG_CONFIG (default Debian's 15), CHOM_TEST_USER,
-# CHOM_CITUS_SHARDS (citus.shard_count for the test database, default 8), CHOM_CITUS_CHOM=1 (run the chom hooks),
+# CHOM_CITUS_SHARDS (citus.shard_count for the test database, default 8), CHOM_CITUS_LATENCY_SECONDS (per
+# latency figure, default 5),
 # CHOM_CITUS_KEEP=1 (leave the cluster running at the end and print how to reach and stop it; for debugging).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -419,35 +424,127 @@ move_a_shard() { # moves the shard group of tenant1 (the big one) to the other w
 }
 
 # ---------------------------------------------------------------------------------------------------------------
-# 6. Hooks for chom's own tests on Citus (skipped until chom supports Citus; CHOM_CITUS_CHOM=1 runs them)
-
-chom_enabled() { [ -n "${CHOM_CITUS_CHOM:-}" ]; }
+# 6. chom on the cluster, answered from the coordinator
 
 chom_install() {
-  chom_enabled || { echo "  --  chom: skipped (CHOM_CITUS_CHOM=1 installs chom on every node and CREATE EXTENSION chom on the coordinator)"; return; }
   (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" --no-default-features --features pg15) \
     >"$WORK/chom-install.log" 2>&1 || { tail -30 "$WORK/chom-install.log"; die "cargo pgrx install"; }
+  # Citus repeats CREATE EXTENSION on the workers (functions only there); chom is installed from the coordinator
   q coord "$DB" -c "CREATE EXTENSION chom" || die "CREATE EXTENSION chom on the coordinator"
-  echo "  ok  CREATE EXTENSION chom on the coordinator"
+  check "CREATE EXTENSION chom: chom's functions on every worker" \
+    "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SELECT count(*) FROM pg_proc WHERE proname = 'chom_sites_aggregates'\$\$)" "1,1"
+  q coord "$DB" -c "SELECT * FROM chom_install()" >"$WORK/chom-install.out" || die "chom_install() on the coordinator"
+  echo "  ok  chom_install() on the coordinator: $(grep -c ' created' "$WORK/chom-install.out") objects created"
+  check "chom_install() again: nothing to do" "SELECT count(*) FROM chom_install() WHERE action NOT IN ('exists') AND action NOT LIKE 'reused%' AND action NOT LIKE 'fillfactor%'" "0"
+  check "chom's sites triggers on every shard (Citus copies them), not the TRUNCATE trigger" \
+    "SELECT sum(result::int) FROM run_command_on_shards('sites', \$\$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgname LIKE 'chom_sites_%%'\$\$)" "$((SHARDS * 3))"
+  check "the outbox colocated with tenants" \
+    "SELECT (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'chom.vps_delta'::regclass) = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'tenants'::regclass)" "t"
+  expect_error w1 "$DB" "runs on the Citus coordinator, not on a worker" "SELECT chom_pick_vps()"
+  echo "  ok  a worker refuses chom's functions, naming the coordinator"
 }
 
+drain() { q1 coord "$DB" "SELECT chom_drain_vps_deltas()" >/dev/null || die "chom_drain_vps_deltas()"; }
+
 chom_check_exact() { # label: every aggregate chom keeps equals a recount, answered from the coordinator
-  chom_enabled || { echo "  --  chom ($1): skipped: drift, VPS drift, stats vs recount, pick vs the independent pick"; return; }
   check "$1: chom_cache_drift() empty" "SELECT count(*) FROM chom_cache_drift()" "0"
+  # the settled counts (live sites minus the undrained outbox, per shard) make the check exact before a drain
+  check "$1: chom_vps_drift() empty, before the outbox is drained" "SELECT count(*) FROM chom_vps_drift()" "0"
+  local queued
+  queued=$(q1 coord "$DB" "SELECT count(*) FROM chom.vps_delta")
+  drain
+  check "$1: outbox drained ($queued rows), nothing left" "SELECT count(*) FROM chom.vps_delta" "0"
+  check "$1: chom.vps_load = a recount of live sites per VPS" \
+    "SELECT count(*) FROM vps_servers v LEFT JOIN chom.vps_load l ON l.vps_id = v.id
+      LEFT JOIN (SELECT vps_id, count(*) AS n FROM sites WHERE deleted_at IS NULL GROUP BY vps_id) c ON c.vps_id = v.id
+      WHERE l.live_sites IS DISTINCT FROM coalesce(c.n, 0)" "0"
   check "$1: chom_vps_drift() empty" "SELECT count(*) FROM chom_vps_drift()" "0"
+  # tenant ids and the recount as intermediate results: chom_tenant_stats() is called on the coordinator
   check "$1: chom_tenant_stats() = recount for every tenant" \
-    "SELECT count(*) FROM tenants t CROSS JOIN LATERAL chom_tenant_stats(t.id) s
-      WHERE (s.sites_count, s.storage_mb) IS DISTINCT FROM
-            (SELECT count(*), coalesce(sum(storage_used_mb), 0) FROM sites WHERE tenant_id = t.id AND deleted_at IS NULL)" "0"
+    "WITH ids AS MATERIALIZED (SELECT id FROM tenants),
+          live AS MATERIALIZED (SELECT tenant_id, count(*) AS n, coalesce(sum(storage_used_mb), 0) AS mb
+                                  FROM sites WHERE deleted_at IS NULL GROUP BY tenant_id)
+     SELECT count(*) FROM ids CROSS JOIN LATERAL chom_tenant_stats(ids.id) s LEFT JOIN live l ON l.tenant_id = ids.id
+      WHERE (s.sites_count, s.storage_mb) IS DISTINCT FROM (coalesce(l.n, 0), coalesce(l.mb, 0))" "0"
   check "$1: chom_pick_vps() = the independent least-loaded pick" \
     "SELECT chom_pick_vps() = ($INDEPENDENT_PICK)" "t"
   check "$1: chom_status() all installed" \
     "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')" "0"
 }
 
+# drift made behind chom's back (triggers bypassed on one shard), found and repaired from the coordinator
+chom_check_repair() {
+  local shard
+  shard=$(q1 coord "$DB" "SELECT get_shard_id_for_distribution_column('sites', md5('tenant3')::uuid)")
+  q coord "$DB" -c "SELECT run_command_on_shards('sites', \$\$SELECT set_config('session_replication_role', 'replica', true);
+      UPDATE %s SET deleted_at = now() WHERE tenant_id = md5('tenant3')::uuid AND deleted_at IS NULL\$\$)" >/dev/null
+  check "drift behind chom's back (triggers bypassed on shard $shard): found" \
+    "SELECT (SELECT count(*) FROM chom_cache_drift()) > 0 AND (SELECT count(*) FROM chom_vps_drift()) > 0" "t"
+  q1 coord "$DB" "SELECT chom_repair_drift()" >/dev/null || die "chom_repair_drift()"
+  check "chom_repair_drift(): no drift left" "SELECT (SELECT count(*) FROM chom_cache_drift()) + (SELECT count(*) FROM chom_vps_drift())" "0"
+  # a trigger missing on one shard is reported with the shard, and chom_install() puts it back
+  q coord "$DB" -c "SET citus.enable_unsafe_triggers = on; SELECT run_command_on_shards('sites', \$\$DROP TRIGGER IF EXISTS chom_sites_update_$shard ON %s\$\$)" >/dev/null
+  check "a trigger dropped on shard $shard: chom_status() says so" \
+    "SELECT state || ': ' || detail FROM chom_status() WHERE name = 'chom_sites_update'" \
+    "missing: missing or disabled on shards $shard of sites: SELECT * FROM chom_install() re-creates it there and recounts"
+  q coord "$DB" -c "SELECT * FROM chom_install()" >/dev/null || die "chom_install() after a trigger went missing"
+  check "chom_install(): the trigger is back on shard $shard" \
+    "SELECT state FROM chom_status() WHERE name = 'chom_sites_update'" "installed"
+}
+
+# writes routed through a worker (Citus lets any node with its metadata route them) fire the same shard triggers
+chom_check_worker_writes() {
+  q w1 "$DB" -c "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb)
+                 SELECT gen_random_uuid(), md5('tenant' || i)::uuid, md5('vps' || (1 + i % 29))::uuid, 'via-worker-' || i || '.test', i
+                   FROM generate_series(1, 40) i" \
+    -c "UPDATE sites SET deleted_at = now() WHERE domain LIKE 'via-worker-1%'" \
+    -c "UPDATE sites SET vps_id = md5('vps2')::uuid WHERE domain LIKE 'via-worker-2%'" >/dev/null \
+    || die "writes through a worker"
+  echo "  ok  inserts, soft deletes and VPS moves routed through worker 1"
+  expect_error w1 "$DB" "Run TRUNCATE sites on the coordinator" "TRUNCATE sites CASCADE"
+  echo "  ok  TRUNCATE sites through a worker: refused, naming the coordinator"
+}
+
+# vps_servers is a reference table: its trigger fires on every node's copy and counts on the coordinator's
+chom_check_vps_registry() {
+  q coord "$DB" -c "INSERT INTO vps_servers (id, hostname, ip_address, provider, region, spec_cpu, spec_memory_mb,
+                      spec_disk_gb, status, allocation_type, health_status)
+                    VALUES (md5('vps-new')::uuid, 'vps-new.example.test', '10.9.9.9', 'hetzner', 'eu', 4, 8192, 160,
+                            'active', 'shared', 'healthy')" >/dev/null || die "insert into vps_servers"
+  check "a new VPS: chom_pick_vps() picks it (no sites yet)" "SELECT chom_pick_vps() = md5('vps-new')::uuid" "t"
+  q coord "$DB" -c "DELETE FROM vps_servers WHERE id = md5('vps5')::uuid" >/dev/null || die "delete from vps_servers"
+  echo "  ok  a VPS with sites deleted (its sites set to no VPS on every shard)"
+}
+
+# chom_tenant_stats() and chom_pick_vps() through the coordinator against a single node with the same data, in
+# this run: the same server, database chom_single without Citus
+chom_latency() {
+  q coord postgres -c "CREATE DATABASE chom_single" >/dev/null
+  q coord chom_single -f "$ROOT/tests/fixtures/chom_schema.sql" >/dev/null 2>&1
+  q coord chom_single -f "$ROOT/tests/fixtures/dataset.sql" >/dev/null
+  q coord chom_single -c "CREATE EXTENSION chom" >/dev/null 2>&1 || die "CREATE EXTENSION chom on one node"
+  printf '\\set t random(1, 200)\nSELECT * FROM chom_tenant_stats(md5('"'"'tenant'"'"' || :t)::uuid);\n' >"$WORK/stats.sql"
+  printf 'SELECT chom_pick_vps();\n' >"$WORK/pick.sql"
+  local script db ms
+  declare -A latency
+  for script in stats pick; do
+    for db in chom_single "$DB"; do
+      ms=$(PGOPTIONS="-c chom.stale_after=86400" "$BINDIR/pgbench" -n -h "$WORK/sock" -p "${PORT[coord]}" -U postgres \
+             -c 1 -T "${CHOM_CITUS_LATENCY_SECONDS:-5}" -f "$WORK/$script.sql" "$db" 2>&1 \
+           | awk '/latency average/ { print $4 }')
+      [ -n "$ms" ] || die "pgbench $script on $db"
+      latency[$script.$db]=$ms
+    done
+    echo "  ==  $script: $(printf '%-22s' "chom_$([ $script = stats ] && echo tenant_stats || echo pick_vps)()") one node ${latency[$script.chom_single]} ms, through the Citus coordinator ${latency[$script.$DB]} ms ($(awk -v a="${latency[$script.$DB]}" -v b="${latency[$script.chom_single]}" 'BEGIN { printf "%.2fx", a / b }'))"
+  done
+}
+
 chom_uninstall() {
-  chom_enabled || return 0
   q coord "$DB" -c "SELECT * FROM chom_uninstall()" -c "DROP EXTENSION chom" >/dev/null || die "chom_uninstall()"
+  check "chom_uninstall(): no trigger, no chom index, no outbox, no cached column left on any node or shard" \
+    "SELECT (SELECT sum(result::int) FROM run_command_on_all_nodes(\$\$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'chom\\_%'\$\$))
+          + (SELECT sum(result::int) FROM run_command_on_all_nodes(\$\$SELECT count(*) FROM pg_class WHERE relname LIKE 'idx\\_sites\\_vps\\_status%' OR relname LIKE 'vps\\_delta%'\$\$))
+          + (SELECT sum(result::int) FROM run_command_on_all_nodes(\$\$SELECT count(*) FROM pg_attribute WHERE attname = 'cached_sites_count'\$\$))" "0"
   echo "  ok  chom_uninstall(); DROP EXTENSION chom"
 }
 
@@ -493,9 +590,23 @@ main() {
   check_consistent
   chom_check_exact "after concurrent writers"
   move_a_shard
+  check "after the shard move: chom's triggers on the moved shards" \
+    "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')" "0"
   writers 4 100
   check_consistent
   chom_check_exact "after a shard move and more writes"
+  chom_check_repair
+  writers 2 100
+  chom_check_exact "after a repair and more writes"
+  chom_check_worker_writes
+  chom_check_exact "after writes through a worker"
+  chom_check_vps_registry
+  chom_check_exact "after VPSes added and deleted"
+  check "chom_refresh_all(): every tenant recounted" "SELECT chom_refresh_all(50) = (SELECT count(*) FROM tenants)" "t"
+  check "chom_drift_probe(): a sample, no drift" "SELECT sampled > 0 AND drifted = 0 AND vps_drifted = 0 FROM chom_drift_probe(50, 5000)" "t"
+  check "chom_metrics(): installed, every trigger enabled" "SELECT installed AND triggers_missing = 0 AND triggers_disabled = 0 FROM chom_metrics()" "t"
+  say "latency through the coordinator against one node"
+  chom_latency
   chom_uninstall
   say "all checks passed"
 }

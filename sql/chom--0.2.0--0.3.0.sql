@@ -26,6 +26,13 @@ CREATE OR REPLACE FUNCTION chom_cache_drift() RETURNS TABLE (
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_cache_drift_wrapper';
 
+CREATE FUNCTION chom_drain_vps_deltas() RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_drain_vps_deltas_wrapper';
+REVOKE ALL ON FUNCTION chom_drain_vps_deltas() FROM PUBLIC;
+COMMENT ON FUNCTION chom_drain_vps_deltas() IS
+    'chom on Citus: moves the per-VPS changes queued by the workers'' commits into chom.vps_load (run it on a schedule on the coordinator); returns the VPS rows changed; 0 without Citus. DBA.';
+
 CREATE OR REPLACE FUNCTION chom_index_ddl(concurrently boolean DEFAULT true) RETURNS SETOF text
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_index_ddl_wrapper';

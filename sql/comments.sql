@@ -25,6 +25,8 @@ COMMENT ON FUNCTION chom_vps_drift() IS
     'chom: every VPS whose live-site count in chom.vps_load differs from a recount (full check; empty when exact).';
 COMMENT ON FUNCTION chom_repair_drift() IS
     'chom: locks, re-checks and recounts every drifted tenant and VPS, safe with writers running; returns how many were fixed; recorded in chom.runs. DBA.';
+COMMENT ON FUNCTION chom_drain_vps_deltas() IS
+    'chom on Citus: moves the per-VPS changes queued by the workers'' commits into chom.vps_load (run it on a schedule on the coordinator); returns the VPS rows changed; 0 without Citus. DBA.';
 COMMENT ON FUNCTION chom_drift_probe(integer, integer) IS
     'chom: drift in a random sample of tenants and VPSes within max_ms: sampled, drifted, vps_sampled, vps_drifted, elapsed_ms, complete; recorded in chom.runs (not on a standby).';
 COMMENT ON FUNCTION chom_metrics() IS

@@ -2,7 +2,7 @@
 -- chom_vps_drift(), chom_status() and chom_vps_load() (EXECUTE is PUBLIC by default). The DBA functions are
 -- not for PUBLIC; delegate them with GRANT EXECUTE ON FUNCTION ... TO <role> (see README).
 REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean), chom_repair_drift(),
-    chom_refresh_all(integer), chom_refresh_tenant(uuid) FROM PUBLIC;
+    chom_refresh_all(integer), chom_refresh_tenant(uuid), chom_drain_vps_deltas() FROM PUBLIC;
 -- The batched refresh is a DBA's too; its batches are chom.refresh_batch() (a procedure cannot be SECURITY
 -- DEFINER and commit), so delegating it grants both. chom_metrics() and chom_drift_probe() are for monitoring
 -- roles: PUBLIC.
@@ -45,6 +45,8 @@ ALTER FUNCTION chom_pick_vps(integer, integer, text, text)
 -- which creates extensions before tables), only chom's functions are installed: CREATE EXTENSION must never
 -- fail a restore.
 -- SET chom.install_on_create = off before CREATE EXTENSION defers it (the online path: chom_index_ddl() first).
+-- On a Citus worker (Citus repeats CREATE EXTENSION on every node) chom_install() refuses with 0A000: chom is
+-- installed from the coordinator, and the worker gets the functions its shards' triggers call.
 DO $chom$
 DECLARE
     created integer;
@@ -61,5 +63,8 @@ BEGIN
 EXCEPTION WHEN undefined_table OR undefined_column THEN
     RAISE NOTICE 'chom: only chom''s functions were installed: %', SQLERRM
         USING HINT = 'Once CHOM''s tables exist, run SELECT * FROM chom_install();';
+WHEN feature_not_supported THEN
+    RAISE NOTICE 'chom: only chom''s functions were installed: %', SQLERRM
+        USING HINT = 'On Citus, run SELECT * FROM chom_install(); on the coordinator (docs/scaling.md).';
 END
 $chom$;

@@ -370,3 +370,230 @@ SELECT (SELECT e.extversion::text FROM pg_catalog.pg_extension e WHERE e.extname
                       ORDER BY k.finished_at DESC, k.id DESC LIMIT 1) c ON true
   LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind = 'repair' ORDER BY k.id DESC LIMIT 1) r ON true
   LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind = 'refresh' ORDER BY k.id DESC LIMIT 1) f ON true
+
+-- Citus (src/citus.rs, docs/scaling.md). A block named "<name>.citus" replaces block <name> when CHOM's tables
+-- are distributed: Citus refuses row locks across shards, correlated subqueries beside reference tables and
+-- writes to chom's local tables that read distributed ones in the same query, so those reads become
+-- MATERIALIZED CTEs (intermediate results) and recounts run one tenant at a time.
+
+-- name: settled_vps
+-- Per VPS in $1 (all when NULL), what chom.vps_load holds from the shards: each shard's live sites minus the
+-- changes still in its outbox, computed on the shard in one snapshot (both tables carry tenant_id: Citus pushes
+-- the UNION ALL down whole, one task per shard), summed on the coordinator.
+SELECT u.vps_id, sum(u.sites)::bigint AS sites_count
+  FROM (SELECT s.{sites.tenant_id} AS tenant_id, s.{sites.vps_id} AS vps_id, count(*) AS sites
+          FROM {sites} s
+         WHERE s.{sites.deleted_at} IS NULL AND s.{sites.vps_id} IS NOT NULL
+           AND ($1::uuid[] IS NULL OR s.{sites.vps_id} = ANY ($1::uuid[]))
+         GROUP BY 1, 2
+        UNION ALL
+        SELECT o.tenant_id, o.vps_id, -sum(o.delta)
+          FROM {vps_delta} o
+         WHERE $1::uuid[] IS NULL OR o.vps_id = ANY ($1::uuid[])
+         GROUP BY 1, 2) u
+ GROUP BY u.vps_id
+
+-- name: recount_tenant
+-- One tenant recounted and stamped (a router UPDATE: tenant and sites pruned to the tenant's shard by $1);
+-- the UPDATE takes the row lock itself. Returns the tenant's id when it exists.
+UPDATE {tenants} t
+   SET {tenants.cached_sites_count} = l.sites_count,
+       {tenants.cached_storage_mb}  = l.storage_mb,
+       {tenants.cached_at}          = localtimestamp(0)
+  FROM (SELECT count(*)::integer AS sites_count, coalesce(sum(s.{sites.storage_used_mb}), 0)::bigint AS storage_mb
+          FROM {sites} s
+         WHERE s.{sites.tenant_id} = $1 AND s.{sites.deleted_at} IS NULL) l
+ WHERE t.{tenants.id} = $1
+RETURNING t.{tenants.id}
+
+-- name: zero_tenants.citus
+-- TRUNCATE sites through the coordinator: a multi-shard UPDATE (each shard locks its own rows).
+UPDATE {tenants} t SET {tenants.cached_sites_count} = 0, {tenants.cached_storage_mb} = 0
+ WHERE t.{tenants.cached_sites_count} <> 0 OR t.{tenants.cached_storage_mb} <> 0
+
+-- name: recount_vps.citus
+WITH live AS MATERIALIZED ({settled_vps}),
+vps AS MATERIALIZED (
+    SELECT v.{vps_servers.id} AS id, v.{vps_servers.status}::text AS status, v.{vps_servers.allocation_type}::text AS allocation_type,
+           v.{vps_servers.health_status}::text AS health_status, v.{vps_servers.spec_memory_mb} AS spec_memory_mb,
+           v.{vps_servers.spec_disk_gb} AS spec_disk_gb, v.{vps_servers.region}::text AS region, v.{vps_servers.provider}::text AS provider
+      FROM {vps_servers} v
+     WHERE $1::uuid[] IS NULL OR v.{vps_servers.id} = ANY ($1::uuid[])
+)
+INSERT INTO {chom}.vps_load AS l
+       (vps_id, live_sites, status, allocation_type, health_status, spec_memory_mb, spec_disk_gb, region, provider)
+SELECT v.id, coalesce(live.sites_count, 0), v.status, v.allocation_type, v.health_status, v.spec_memory_mb,
+       v.spec_disk_gb, v.region, v.provider
+  FROM vps v
+  LEFT JOIN live ON live.vps_id = v.id
+ ORDER BY v.id
+    ON CONFLICT (vps_id) DO UPDATE
+   SET live_sites = excluded.live_sites, status = excluded.status, allocation_type = excluded.allocation_type,
+       health_status = excluded.health_status, spec_memory_mb = excluded.spec_memory_mb,
+       spec_disk_gb = excluded.spec_disk_gb, region = excluded.region, provider = excluded.provider
+
+-- name: forget_gone_vps.citus
+WITH v AS MATERIALIZED (SELECT v.{vps_servers.id} AS id FROM {vps_servers} v)
+DELETE FROM {chom}.vps_load l
+ WHERE ($1::uuid[] IS NULL OR l.vps_id = ANY ($1::uuid[]))
+   AND NOT EXISTS (SELECT FROM v WHERE v.id = l.vps_id)
+
+-- name: vps_drift.citus
+-- As vps_drift, against the settled counts: exact whatever the workers are committing, as long as no drain of
+-- the outbox is committing at the same moment (chom_repair_drift() holds drains off: citus::hold_off_drains).
+WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
+live AS MATERIALIZED ({settled_vps}),
+servers AS MATERIALIZED (
+    SELECT v.{vps_servers.id} AS id, v.{vps_servers.status}::text AS status, v.{vps_servers.allocation_type}::text AS allocation_type,
+           v.{vps_servers.health_status}::text AS health_status, v.{vps_servers.spec_memory_mb} AS spec_memory_mb,
+           v.{vps_servers.spec_disk_gb} AS spec_disk_gb, v.{vps_servers.region}::text AS region, v.{vps_servers.provider}::text AS provider
+      FROM {vps_servers} v
+     WHERE ($1::uuid[] IS NULL OR v.{vps_servers.id} = ANY ($1::uuid[])) AND v.{vps_servers.id} <> ALL ($7::uuid[])
+),
+vps AS (
+    SELECT v.id,
+           l.vps_id IS NOT NULL OR $6::boolean OR v.id = ANY ($5::uuid[]) AS has_row,
+           $6::boolean OR v.id = ANY ($5::uuid[]) AS refreshed,
+           CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
+           (l.status, l.allocation_type, l.health_status, l.spec_memory_mb, l.spec_disk_gb, l.region, l.provider)
+             IS DISTINCT FROM (v.status, v.allocation_type, v.health_status, v.spec_memory_mb, v.spec_disk_gb, v.region,
+                               v.provider) AS stale_attributes
+      FROM servers v
+      LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
+      LEFT JOIN pending p ON p.id = v.id
+)
+SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, coalesce(live.sites_count, 0)
+  FROM vps
+  LEFT JOIN live ON live.vps_id = vps.id
+ WHERE CASE WHEN vps.has_row THEN vps.live_sites END IS DISTINCT FROM coalesce(live.sites_count, 0)
+    OR (vps.stale_attributes AND NOT vps.refreshed)
+ ORDER BY vps.id
+
+-- name: vps_load.citus
+-- As vps_load, without the recount of VPSes recounted at commit ($5; their stored count is shown).
+WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
+servers AS MATERIALIZED (
+    SELECT v.{vps_servers.id} AS id, v.{vps_servers.hostname}::text AS hostname,
+           v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[]) AS eligible
+      FROM {vps_servers} v
+)
+SELECT v.id, v.hostname,
+       (CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0))::bigint AS live_sites,
+       v.eligible
+  FROM servers v
+  LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
+  LEFT JOIN pending p ON p.id = v.id
+ ORDER BY 3, 1
+
+-- name: pick_vps_overlay.citus
+-- As pick_vps_overlay, without the recount of VPSes recounted at commit ($9; their stored count is used).
+WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites)),
+servers AS MATERIALIZED (
+    SELECT v.{vps_servers.id} AS id
+      FROM {vps_servers} v
+     WHERE v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
+       AND ($2::integer IS NULL OR v.{vps_servers.spec_memory_mb} >= $2::integer)
+       AND ($3::integer IS NULL OR v.{vps_servers.spec_disk_gb} >= $3::integer)
+       AND ($4::text IS NULL OR v.{vps_servers.region} = $4::text)
+       AND ($5::text IS NULL OR v.{vps_servers.provider} = $5::text)
+)
+SELECT v.id
+  FROM servers v
+  LEFT JOIN {chom}.vps_load l ON l.vps_id = v.id
+  LEFT JOIN pending p ON p.id = v.id
+ ORDER BY CASE WHEN $8::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0), v.id
+
+-- name: colocated_shards
+-- On a Citus node: for shard $1 of CHOM's sites, the colocated shards (same hash range) of tenants ($2) and
+-- of chom's outbox ($3), and the shard of the reference table tier_limits ($4; NULL when it is not one).
+SELECT t.shardid, o.shardid,
+       (SELECT min(r.shardid) FROM pg_catalog.pg_dist_shard r WHERE r.logicalrelid = pg_catalog.to_regclass($4))
+  FROM pg_catalog.pg_dist_shard s
+  LEFT JOIN pg_catalog.pg_dist_shard t ON t.logicalrelid = pg_catalog.to_regclass($2) AND t.shardminvalue = s.shardminvalue
+  LEFT JOIN pg_catalog.pg_dist_shard o ON o.logicalrelid = pg_catalog.to_regclass($3) AND o.shardminvalue = s.shardminvalue
+ WHERE s.shardid = $1
+
+-- name: citus_layout_problems
+-- What keeps chom from keeping a Citus layout exact (NULL: nothing): sites ($1) distributed by its tenant
+-- column ($4), tenants ($2) by its id ($5), colocated; vps_servers ($3) a reference table.
+SELECT nullif(concat_ws('; ',
+         CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                                WHERE p.logicalrelid = pg_catalog.to_regclass($1) AND p.partmethod = 'h'
+                                  AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $4)
+              THEN $1 || ' is not distributed by ' || $4 END,
+         CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                                WHERE p.logicalrelid = pg_catalog.to_regclass($2) AND p.partmethod = 'h'
+                                  AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $5)
+              THEN $2 || ' is not distributed by ' || $5 END,
+         CASE WHEN (SELECT count(DISTINCT p.colocationid) FROM pg_catalog.pg_dist_partition p
+                     WHERE p.logicalrelid IN (pg_catalog.to_regclass($1), pg_catalog.to_regclass($2))) <> 1
+              THEN $1 || ' and ' || $2 || ' are not colocated' END,
+         CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+                                WHERE p.logicalrelid = pg_catalog.to_regclass($3) AND p.partmethod = 'n' AND p.repmodel = 't')
+              THEN $3 || ' is not a reference table' END), '')
+
+-- name: create_outbox
+-- chom's outbox on Citus (see src/citus.rs): one row per VPS and committing shard transaction, with a tenant of
+-- that shard as its distribution value.
+CREATE TABLE {vps_delta} (tenant_id uuid NOT NULL, vps_id uuid NOT NULL, delta integer NOT NULL)
+
+-- name: outbox_identity
+-- A shard move copies a shard by logical replication, which needs a replica identity to carry the drains'
+-- deletes: the whole row (the outbox has no key, and needs none).
+ALTER TABLE {vps_delta} REPLICA IDENTITY FULL
+
+-- name: distribute_outbox
+SELECT pg_catalog.create_distributed_table('{vps_delta}', 'tenant_id', colocate_with => $1)
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = '{vps_delta}'::regclass)
+
+-- name: drop_outbox
+DROP TABLE IF EXISTS {vps_delta}
+
+-- name: append_vps_deltas
+-- On a worker, at commit: the shard transaction's net change per VPS, into the outbox shard colocated with the
+-- sites shard ($1: a tenant of that shard, the row's distribution value).
+INSERT INTO {vps_delta} (tenant_id, vps_id, delta)
+SELECT $1, d.id, d.sites FROM unnest($2::uuid[], $3::integer[]) AS d(id, sites)
+
+-- name: drain_vps_deltas
+-- The outbox moved into chom.vps_load: deleted on the workers and added here in one distributed transaction.
+-- Changes for a VPS without a row (deleted since) are dropped with it.
+WITH drained AS (DELETE FROM {vps_delta} RETURNING vps_id, delta),
+net AS (SELECT d.vps_id, sum(d.delta)::integer AS sites FROM drained d GROUP BY d.vps_id)
+UPDATE {chom}.vps_load l SET live_sites = l.live_sites + n.sites
+  FROM net n
+ WHERE l.vps_id = n.vps_id AND n.sites <> 0
+RETURNING l.vps_id
+
+-- name: hold_off_drains
+LOCK TABLE {vps_delta} IN SHARE UPDATE EXCLUSIVE MODE
+
+-- name: clear_vps_deltas
+-- TRUNCATE sites through the coordinator: the queued changes count sites that are gone.
+DELETE FROM {vps_delta}
+
+-- name: drop_shard_trigger_copies
+-- chom_uninstall() on Citus: copies of chom's TRUNCATE trigger (tgtype bit 32) on shards of CHOM's sites ($1),
+-- which dropping the distributed table's trigger does not reach: Citus never propagates TRUNCATE triggers, but
+-- a shard move re-creates the shard with every trigger of the table. Citus formats the command with the
+-- shard's name: %% is a literal %.
+SELECT r.shardid FROM pg_catalog.run_command_on_shards($1::text::regclass,
+         $c$DO $d$DECLARE t record; BEGIN
+              FOR t IN SELECT tgname, tgrelid FROM pg_catalog.pg_trigger
+                        WHERE tgrelid = '%s'::regclass AND starts_with(tgname::text, 'chom_')
+                          AND (tgtype::integer & 32) <> 0 LOOP
+                  EXECUTE pg_catalog.format('DROP TRIGGER %%I ON %%s', t.tgname, t.tgrelid::regclass);
+              END LOOP; END $d$$c$) r
+ WHERE NOT r.success
+
+-- name: shards_missing_triggers
+-- For CHOM's distributed sites ($1), each of chom's triggers ($2) missing or disabled on a shard, with the
+-- shard (Citus names a shard's copy of trigger t "t_<shardid>"; a shard that cannot be asked counts as
+-- missing them all).
+SELECT w.trigger, r.shardid
+  FROM pg_catalog.run_command_on_shards($1::text::regclass,
+         $c$SELECT coalesce(string_agg(tgname::text, ','), '') FROM pg_catalog.pg_trigger
+             WHERE tgrelid = '%s'::regclass AND tgenabled <> 'D' AND starts_with(tgname::text, 'chom_')$c$) r
+ CROSS JOIN unnest($2::text[]) AS w(trigger)
+ WHERE NOT r.success OR NOT (w.trigger || '_' || r.shardid) = ANY (string_to_array(r.result, ','))
+ ORDER BY 1, 2

@@ -8,6 +8,7 @@
 //! in one lock order. `cached_at` is not written here: it is indexed (idx_tenants_cached_at), and leaving it
 //! alone keeps these updates HOT. It records the last full recompute instead.
 
+use crate::citus;
 use crate::db;
 use crate::errors::raise;
 use crate::pending::{self, Changes, UuidBytes};
@@ -18,7 +19,7 @@ use crate::target::Target;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc, Uuid};
+use pgrx::{pg_sys, PgOid, PgSqlErrorCode, PgTupleDesc, Uuid};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CStr;
 
@@ -121,20 +122,16 @@ unsafe fn uuid_bytes(datum: pg_sys::Datum) -> UuidBytes {
 
 /// CHOM's schema for a trigger firing on one of its tables: the table's own schema, and chom's schema from the
 /// trigger function (no catalogue query on the hot path). Refuses tables other than `expected`, so the
-/// SECURITY DEFINER trigger function cannot be pointed at somebody else's table.
-fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Target {
+/// SECURITY DEFINER trigger function cannot be pointed at somebody else's table. On Citus the triggers fire on
+/// shards (`sites_<shardid>`): a shard of CHOM's `sites` gives the target on that shard's placement; a
+/// placement of the reference table `vps_servers` counts on the coordinator only (None elsewhere: nothing to
+/// do on that node).
+fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Option<Target> {
     // SAFETY: Postgres hands a trigger function a valid relation and trigger.
-    unsafe {
+    let (relid, relname, target) = unsafe {
         let relation = &*data.tg_relation;
         let class = &*relation.rd_rel;
-        let relname = CStr::from_ptr(class.relname.data.as_ptr()).to_string_lossy();
-        if relname != expected {
-            raise(
-                PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-                format!("chom's {expected} trigger function fired on table \"{relname}\""),
-                Some("chom's trigger functions are attached by chom_install() only."),
-            );
-        }
+        let relname = CStr::from_ptr(class.relname.data.as_ptr()).to_string_lossy().into_owned();
         let schema_name = |oid: pg_sys::Oid| {
             let name = pg_sys::get_namespace_name(oid);
             if name.is_null() {
@@ -147,7 +144,41 @@ fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Target {
         let names: Vec<String> = (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
             .map(|i| CStr::from_ptr(*trigger.tgargs.add(i)).to_string_lossy().into_owned())
             .collect();
-        Target::new(schema_name(class.relnamespace), schema_name(function_schema)).with_columns(names)
+        let target = Target::new(schema_name(class.relnamespace), schema_name(function_schema)).with_columns(names);
+        (relation.rd_id, relname, target)
+    };
+    if relname == expected {
+        return Some(target);
+    }
+    let Some(placement) = citus::placement_of(&target, expected, relid, &relname) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("chom's {expected} trigger function fired on table \"{relname}\""),
+            Some("chom's trigger functions are attached by chom_install() only."),
+        )
+    };
+    match expected {
+        "sites" => Some(target.on_placement(Some(placement))),
+        _ => (citus::node() == citus::Node::Coordinator).then_some(target),
+    }
+}
+
+/// Runs one of chom's statements: through the per-backend prepared plan, except on the Citus coordinator, where
+/// each is planned with its values (Citus cannot plan the generic form of a statement that reads a reference or
+/// distributed table beside chom's local tables: "could not create distributed plan"). That path is taken by
+/// the rare coordinator-side changes only (VPS registry, TRUNCATE, recounts).
+fn run<'conn>(
+    client: &mut SpiClient<'conn>,
+    target: &Target,
+    query: Query,
+    types: &[PgOid],
+    args: &[DatumWithOid<'_>],
+) -> pgrx::spi::SpiTupleTable<'conn> {
+    let sql = queries::sql(target, query);
+    if target.distributed && target.placement.is_none() {
+        crate::errors::spi(client.update(&*sql, None, args), "a statement of chom's")
+    } else {
+        execute(client, &sql, types, args)
     }
 }
 
@@ -190,10 +221,27 @@ pub fn apply(target: &Target, changes: &Changes) {
     }
     Spi::connect_mut(|client| {
         apply_tenants(client, target, changes);
-        if changes.touches_vps() {
+        if target.placement.is_some() {
+            queue_vps(client, target, changes);
+        } else if changes.touches_vps() {
             apply_vps(client, target, changes);
         }
     });
+}
+
+/// On a Citus worker: the per-VPS changes go to the outbox shard colocated with the sites shard, in this
+/// transaction; the coordinator's `chom.vps_load` takes them when it drains the outbox ([`citus::drain`]).
+fn queue_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+    let (Some(tenant), false) = (changes.some_tenant, changes.vps.is_empty()) else { return };
+    let (ids, sites): (Vec<Uuid>, Vec<i32>) =
+        changes.vps.iter().map(|(id, change)| (Uuid::from_bytes(*id), checked_vps_change(*change))).unzip();
+    run(
+        client,
+        target,
+        Query::AppendVpsDeltas,
+        &[UUID, UUID_ARRAY, INT4_ARRAY],
+        &[Uuid::from_bytes(tenant).into(), ids.into(), sites.into()],
+    );
 }
 
 fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
@@ -203,7 +251,15 @@ fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes)
 
 fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
     if changes.sites_truncated {
-        execute(client, &queries::sql(target, Query::ZeroTenants), &[], &[]);
+        run(client, target, Query::ZeroTenants, &[], &[]);
+    }
+    if target.distributed && target.placement.is_none() {
+        // the Citus coordinator: the sites triggers fire on the shards, so only recounts (a stale stats read)
+        // are left here, one tenant at a time (Citus refuses row locks across shards), in id order
+        for id in &changes.tenant_recounts {
+            run(client, target, Query::RecountTenant, &[UUID], &[Uuid::from_bytes(*id).into()]);
+        }
+        return;
     }
     let recounts = &changes.tenant_recounts;
     let deltas: BTreeMap<UuidBytes, (i32, i64)> = changes
@@ -213,8 +269,13 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
         .map(|(id, change)| (*id, checked_tenant_change(*change)))
         .collect();
     if let (true, Some((id, (sites, storage)))) = (recounts.is_empty() && deltas.len() == 1, deltas.first_key_value()) {
-        let sql = queries::sql(target, Query::ApplyTenantDelta);
-        execute(client, &sql, &[UUID, INT4, INT8], &[Uuid::from_bytes(*id).into(), (*sites).into(), (*storage).into()]);
+        run(
+            client,
+            target,
+            Query::ApplyTenantDelta,
+            &[UUID, INT4, INT8],
+            &[Uuid::from_bytes(*id).into(), (*sites).into(), (*storage).into()],
+        );
         return;
     }
     let ids: BTreeSet<UuidBytes> = deltas.keys().chain(recounts.iter()).copied().collect();
@@ -222,7 +283,7 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
         return;
     }
     let locked: BTreeMap<UuidBytes, pg_sys::ItemPointerData> =
-        execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[uuid_array(ids.into_iter())])
+        run(client, target, Query::LockTenants, &[UUID_ARRAY], &[uuid_array(ids.into_iter())])
             .map(|row| (*db::required::<Uuid>(&row, 1).as_bytes(), db::required::<pg_sys::ItemPointerData>(&row, 2)))
             .collect();
     let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
@@ -237,8 +298,7 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
         );
     }
     if !recounts.is_empty() {
-        let sql = queries::sql(target, Query::RecountTenants);
-        execute(client, &sql, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
+        run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
     }
 }
 
@@ -255,8 +315,7 @@ fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, changes: &Cha
     if raised.is_empty() {
         return;
     }
-    let sql = queries::sql(target, Query::QuotaViolation);
-    let violation = execute(client, &sql, &[UUID_ARRAY], &[uuid_array(raised.into_iter())])
+    let violation = run(client, target, Query::QuotaViolation, &[UUID_ARRAY], &[uuid_array(raised.into_iter())])
         .map(|row| (db::required::<Uuid>(&row, 1), db::required::<i32>(&row, 2), db::required::<i32>(&row, 3)))
         .next();
     if let Some((tenant, sites, limit)) = violation {
@@ -271,21 +330,24 @@ fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, changes: &Cha
 
 fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
     if changes.vps_truncated {
-        execute(client, &queries::sql(target, Query::ForgetAllVps), &[], &[]);
+        run(client, target, Query::ForgetAllVps, &[], &[]);
     } else if changes.sites_truncated {
-        execute(client, &queries::sql(target, Query::ZeroVps), &[], &[]);
+        run(client, target, Query::ZeroVps, &[], &[]);
+    }
+    if changes.sites_truncated && target.distributed {
+        run(client, target, Query::ClearVpsDeltas, &[], &[]);
     }
     let recounts = &changes.vps_recounts;
     let ids: BTreeSet<UuidBytes> =
         changes.vps.keys().chain(changes.vps_touched.iter()).chain(recounts.iter()).copied().collect();
     if ids.len() > 1 {
-        execute(client, &queries::sql(target, Query::LockVps), &[UUID_ARRAY], &[uuid_array(ids.iter().copied())]);
+        run(client, target, Query::LockVps, &[UUID_ARRAY], &[uuid_array(ids.iter().copied())]);
     }
     if !changes.vps_touched.is_empty() {
         let touched = uuid_array(changes.vps_touched.iter().copied());
-        execute(client, &queries::sql(target, Query::RegisterVps), &[UUID_ARRAY], &[touched]);
+        run(client, target, Query::RegisterVps, &[UUID_ARRAY], &[touched]);
         let touched = uuid_array(changes.vps_touched.iter().copied());
-        execute(client, &queries::sql(target, Query::ForgetGoneVps), &[UUID_ARRAY], &[touched]);
+        run(client, target, Query::ForgetGoneVps, &[UUID_ARRAY], &[touched]);
     }
     let deltas: BTreeMap<UuidBytes, i32> = changes
         .vps
@@ -297,8 +359,7 @@ fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
         0 => BTreeSet::new(),
         1 => {
             let (id, sites) = deltas.first_key_value().expect("one delta");
-            let sql = queries::sql(target, Query::ApplyVpsDelta);
-            execute(client, &sql, &[UUID, INT4], &[Uuid::from_bytes(*id).into(), (*sites).into()])
+            run(client, target, Query::ApplyVpsDelta, &[UUID, INT4], &[Uuid::from_bytes(*id).into(), (*sites).into()])
                 .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
                 .collect()
         }
@@ -330,14 +391,19 @@ fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
 /// VPS has then either finished (and its sites are counted) or not started its change (and adds it on top).
 /// Counting first and inserting the row on conflict would let two such recounts overwrite each other.
 pub fn recount_vps(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid]) {
+    if target.distributed {
+        // on Citus the count is settled against the outbox, which a committing drain must not change meanwhile
+        run(client, target, Query::HoldOffDrains, &[], &[]);
+    }
     for query in [Query::EnsureVpsRows, Query::LockVps, Query::RecountVps, Query::ForgetGoneVps] {
-        execute(client, &queries::sql(target, query), &[UUID_ARRAY], &[ids.to_vec().into()]);
+        run(client, target, query, &[UUID_ARRAY], &[ids.to_vec().into()]);
     }
 }
 
 /// Trigger function of chom's INSERT, UPDATE, DELETE and TRUNCATE statement triggers on `sites`: folds the
 /// statement's transition tables into one net change per tenant and per VPS and adds it to the transaction's
-/// pending changes, applied at commit.
+/// pending changes, applied at commit (on a Citus worker's shard, when the statement ends: see
+/// [`pending::apply_now`]).
 // SQL written out: pgrx 0.18.1 declares trigger functions AS 'MODULE_PATHNAME', which Postgres leaves as it is
 // without module_pathname in chom.control (each release's own library, see the README's Upgrading);
 // @MODULE_PATHNAME@ is the versioned library name, as for every other function.
@@ -348,8 +414,20 @@ fn chom_sites_aggregates<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let data = trigger.trigger_data();
-    let target = trigger_target(data, "sites");
+    let Some(target) = trigger_target(data, "sites") else { return Ok(None) };
     if fired_by_truncate(data) {
+        // on Citus a TRUNCATE is counted where it is issued, on the coordinator's table; a shard that a move
+        // re-created with every trigger of that table fires it too, and must not count it again
+        if target.placement.is_some() {
+            return Ok(None);
+        }
+        if citus::node() == citus::Node::Worker {
+            raise(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "chom: TRUNCATE sites through a Citus worker would leave the coordinator's VPS counts behind",
+                Some("Run TRUNCATE sites on the coordinator."),
+            )
+        }
         pending::record(&target, Changes::truncate_sites);
         return Ok(None);
     }
@@ -376,7 +454,11 @@ fn chom_sites_aggregates<'a>(
     }
     statement.retain_changes();
     if !statement.is_empty() {
+        let on_shard = target.placement.is_some();
         pending::record(&target, |changes| changes.merge(statement));
+        if on_shard {
+            pending::apply_now();
+        }
     }
     Ok(None)
 }
@@ -393,7 +475,7 @@ fn chom_vps_registry<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let data = trigger.trigger_data();
-    let target = trigger_target(data, "vps_servers");
+    let Some(target) = trigger_target(data, "vps_servers") else { return Ok(None) };
     if fired_by_truncate(data) {
         pending::record(&target, Changes::truncate_vps);
         return Ok(None);

@@ -95,12 +95,15 @@ pub enum TriggerState {
     /// created by an older chom: it works, but does not carry the column names chom uses as its arguments
     Outdated,
     Missing,
+    /// on Citus: on the distributed table, but missing or disabled on these shards of it
+    MissingOnShards(Vec<i64>),
 }
 
 pub fn classify_trigger(facts: &TriggerFacts) -> TriggerState {
     match (facts.present, facts.enabled, facts.current) {
         (false, ..) => TriggerState::Missing,
         (true, false, _) => TriggerState::Disabled,
+        _ if !facts.missing_on_shards.is_empty() => TriggerState::MissingOnShards(facts.missing_on_shards.clone()),
         (true, true, false) => TriggerState::Outdated,
         (true, true, true) => TriggerState::Installed,
     }
@@ -258,7 +261,9 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
     steps.extend(fillfactor_step);
     report.push(("storage", "tenants.fillfactor".into(), fillfactor_action));
     // writes may have gone by unseen while a trigger was missing or disabled: recount everything
-    let unseen = |s: &TriggerState| matches!(s, TriggerState::Missing | TriggerState::Disabled);
+    let unseen = |s: &TriggerState| {
+        matches!(s, TriggerState::Missing | TriggerState::Disabled | TriggerState::MissingOnShards(_))
+    };
     if adds_columns || states.triggers.iter().any(|(_, s)| unseen(s)) {
         steps.push(Step::Fill);
         report.push(("table", "chom.vps_load".into(), Action::Filled));
@@ -286,7 +291,10 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
         let (step, action) = match state {
             TriggerState::Installed => (None, Action::Exists),
             TriggerState::Disabled => (Some(Step::EnableTrigger(trigger)), Action::Enabled),
-            TriggerState::Outdated => (Some(Step::ReplaceTrigger(trigger)), Action::Updated),
+            // Citus propagates the replacement to every shard, creating it where it is missing
+            TriggerState::Outdated | TriggerState::MissingOnShards(_) => {
+                (Some(Step::ReplaceTrigger(trigger)), Action::Updated)
+            }
             TriggerState::Missing => (Some(Step::CreateTrigger(trigger)), Action::Created),
         };
         steps.extend(step);
@@ -445,6 +453,14 @@ pub fn trigger_health(trigger: &ManagedTrigger, state: &TriggerState) -> (Health
             Some("created by an older chom: SELECT * FROM chom_install() gives it the current arguments".into()),
         ),
         TriggerState::Missing => (Health::Missing, Some("run chom_install()".into())),
+        TriggerState::MissingOnShards(shards) => (
+            Health::Missing,
+            Some(format!(
+                "missing or disabled on shards {} of {}: SELECT * FROM chom_install() re-creates it there and recounts",
+                shards.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
+                trigger.table
+            )),
+        ),
     }
 }
 

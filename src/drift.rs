@@ -73,19 +73,32 @@ pub fn chom_vps_drift(
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_repair_drift() -> i64 {
     let target = target::require_installed();
+    crate::citus::with_citus_settings(&target, || repair(&target))
+}
+
+fn repair(target: &Target) -> i64 {
+    let target = target.clone();
     let mut run = Run::start(RunKind::Repair);
     let drifted: Vec<Uuid> = tenant_drift(&target, None).into_iter().map(|row| row.0).collect();
     run.tenants_drifted = Some(drifted.len() as i64);
     let mut fixed = 0;
     if !drifted.is_empty() {
-        let lock = queries::sql(&target, Query::LockTenants);
-        crate::db::run(&lock, &[drifted.clone().into()]);
-        let still: Vec<Uuid> = tenant_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
+        // on Citus the recount locks each row itself (row locks across shards are refused)
+        let still: Vec<Uuid> = if target.distributed {
+            drifted
+        } else {
+            let lock = queries::sql(&target, Query::LockTenants);
+            crate::db::run(&lock, &[drifted.clone().into()]);
+            tenant_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect()
+        };
         if !still.is_empty() {
             fixed += crate::stats::recount(&target, &still);
         }
     }
     run.tenants_fixed = Some(fixed);
+    if target.distributed {
+        crate::citus::hold_off_drains(&target);
+    }
     let drifted: Vec<Uuid> = vps_drift(&target, None).into_iter().map(|row| row.0).collect();
     run.vps_drifted = Some(drifted.len() as i64);
     run.vps_fixed = Some(0);

@@ -55,6 +55,8 @@ pub struct TriggerFacts {
     pub marked: bool,
     /// its comment says chom set tenants' fillfactor (only on [`catalog::MARKED_TRIGGER`])
     pub fillfactor_by_chom: bool,
+    /// on Citus, the shards of its table where its copy is missing or disabled
+    pub missing_on_shards: Vec<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -138,6 +140,7 @@ pub fn inspect(target: &Target) -> Facts {
                 current: row.get(14).unwrap_or(false),
                 marked: row.required(6),
                 fillfactor_by_chom: row.required(7),
+                missing_on_shards: Vec::new(),
             }),
             "storage" => {
                 facts.storage = StorageFacts {
@@ -152,6 +155,20 @@ pub fn inspect(target: &Target) -> Facts {
         }
     });
     drop(rows);
+    if target.distributed {
+        // Citus copies the triggers of a distributed table to its shards, except TRUNCATE triggers (a TRUNCATE
+        // fires on the coordinator's table)
+        let on_shards: Vec<&str> = facts
+            .triggers
+            .iter()
+            .filter(|t| t.present && t.trigger.table == "sites" && t.trigger.event != "TRUNCATE")
+            .map(|t| t.trigger.name)
+            .collect();
+        let mut missing = crate::citus::shards_missing_triggers(target, &on_shards);
+        for trigger in &mut facts.triggers {
+            trigger.missing_on_shards = missing.remove(trigger.trigger.name).unwrap_or_default();
+        }
+    }
     facts
 }
 

@@ -22,6 +22,7 @@ fn lock_tables(target: &Target) {
 
 /// The schema to install on: where chom is installed, or else where CHOM's tables are found.
 fn install_target() -> Target {
+    crate::citus::require_coordinator("chom_install()");
     target::installed().or_else(target::discover).unwrap_or_else(|| {
         crate::errors::raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -41,27 +42,42 @@ fn install_target() -> Target {
 pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
     let target = install_target();
     target::check_required(&target);
-    lock_tables(&target);
-    target::forget_installed();
-    let states = control::classify(&crate::inspect::inspect(&target));
-    let plan = control::plan_install(&states, crate::settings::TENANTS_FILLFACTOR.get());
-    for step in &plan.steps {
-        apply(&target, step);
+    if target.distributed {
+        crate::citus::check_layout(&target);
+        crate::citus::refuse_inside_create_extension();
     }
+    let plan = crate::citus::with_citus_settings(&target, || {
+        lock_tables(&target);
+        target::forget_installed();
+        if target.distributed {
+            crate::citus::ensure_outbox(&target);
+        }
+        let states = control::classify(&crate::inspect::inspect(&target));
+        let plan = control::plan_install(&states, crate::settings::TENANTS_FILLFACTOR.get());
+        for step in &plan.steps {
+            apply(&target, step);
+        }
+        plan
+    });
     target::forget_installed();
     let rows: Vec<(String, String, String)> =
         plan.report.into_iter().map(|(kind, name, action)| (kind.to_string(), name, action.to_string())).collect();
     TableIterator::new(rows)
 }
 
-fn depends_on_extension(kind: &str, object: &str) {
-    run(&format!("ALTER {kind} {object} DEPENDS ON EXTENSION chom"));
+/// Ties an index or trigger to the extension, so that DROP EXTENSION removes it. Not on Citus: it refuses the
+/// tie for triggers, and records it for indexes on the coordinator only (DROP EXTENSION would then leave every
+/// shard's copy behind); chom_uninstall() removes them there.
+fn depends_on_extension(target: &Target, kind: &str, object: &str) {
+    if !target.distributed {
+        run(&format!("ALTER {kind} {object} DEPENDS ON EXTENSION chom"));
+    }
 }
 
 fn create_index(target: &Target, index: &ManagedIndex) {
     run(&index.create_sql(target, false));
     run(&index.mark_sql(target));
-    depends_on_extension("INDEX", &index.qualified(target));
+    depends_on_extension(target, "INDEX", &index.qualified(target));
 }
 
 /// Makes one change of chom_install()'s plan.
@@ -90,10 +106,10 @@ pub(crate) fn apply(target: &Target, step: &Step) {
             run(&index.drop_sql(target, false));
             create_index(target, index);
         }
-        Step::AdoptIndex(index) => depends_on_extension("INDEX", &index.qualified(target)),
+        Step::AdoptIndex(index) => depends_on_extension(target, "INDEX", &index.qualified(target)),
         Step::CreateTrigger(trigger) => {
             run(&trigger.create_sql(target));
-            depends_on_extension("TRIGGER", &trigger.on(target));
+            depends_on_extension(target, "TRIGGER", &trigger.on(target));
         }
         // in place (SHARE ROW EXCLUSIVE on the table: readers go on), keeping its tie to the extension
         Step::ReplaceTrigger(trigger) => {
@@ -123,6 +139,17 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
     };
     // what this transaction's writes would still apply at commit goes with the triggers and columns
     crate::pending::discard();
+    crate::citus::with_citus_settings(&target, || uninstall(&target))
+}
+
+fn uninstall(
+    target: &Target,
+) -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
+    let target = target.clone();
+    if target.distributed {
+        // first, over connections of their own: they would wait for this transaction's locks on the shards
+        crate::citus::drop_shard_trigger_copies(&target);
+    }
     lock_tables(&target);
     let states = control::classify(&crate::inspect::inspect(&target));
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -154,6 +181,10 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
     crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
     target::forget_installed();
     rows.push(("table".into(), "chom.vps_load".into(), "emptied".into()));
+    if target.distributed {
+        crate::citus::drop_outbox(&target);
+        rows.push(("table".into(), format!("{CHOM_SCHEMA}.{}", crate::citus::OUTBOX), "dropped".into()));
+    }
     TableIterator::new(rows)
 }
 

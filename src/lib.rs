@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod aggregates;
 mod catalog;
+mod citus;
 mod control;
 mod db;
 mod drift;
@@ -62,6 +63,7 @@ extension_sql_file!(
         drift::chom_cache_drift,
         drift::chom_vps_drift,
         drift::chom_repair_drift,
+        citus::chom_drain_vps_deltas,
         monitoring::chom_drift_probe,
         monitoring::chom_metrics,
         monitoring::chom::record_run,

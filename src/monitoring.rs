@@ -137,7 +137,7 @@ pub fn object_counts(states: &control::States) -> ObjectCounts {
             // a trigger of an older chom works: enabled (chom_status() says it is installed)
             TriggerState::Installed | TriggerState::Outdated => counts.triggers_enabled += 1,
             TriggerState::Disabled => counts.triggers_disabled += 1,
-            TriggerState::Missing => counts.triggers_missing += 1,
+            TriggerState::Missing | TriggerState::MissingOnShards(_) => counts.triggers_missing += 1,
         }
     }
     for (index, state) in &states.indexes {

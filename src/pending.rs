@@ -39,11 +39,15 @@ pub struct Changes {
     pub tenant_recounts: BTreeSet<UuidBytes>,
     /// VPSes recounted from scratch at commit, likewise.
     pub vps_recounts: BTreeSet<UuidBytes>,
+    /// One of the tenants whose sites changed (even when their changes cancel out): on a Citus worker, the
+    /// distribution value of the outbox row that carries the per-VPS changes (any tenant of the shard will do).
+    pub some_tenant: Option<UuidBytes>,
 }
 
 impl Changes {
     /// Counts a live site row in (`sign` 1) or out (`sign` -1).
     pub fn add_site(&mut self, tenant: UuidBytes, vps: Option<UuidBytes>, storage_mb: i64, sign: i64) {
+        self.some_tenant.get_or_insert(tenant);
         let entry = self.tenants.entry(tenant).or_default();
         entry.0 += sign;
         entry.1 += i128::from(sign) * i128::from(storage_mb);
@@ -84,6 +88,7 @@ impl Changes {
         self.vps_touched.extend(later.vps_touched);
         self.tenant_recounts.extend(later.tenant_recounts);
         self.vps_recounts.extend(later.vps_recounts);
+        self.some_tenant = self.some_tenant.or(later.some_tenant);
     }
 
     /// Drops the ids whose changes cancelled out (an update of an unrelated column, a move and back).
@@ -93,7 +98,7 @@ impl Changes {
     }
 
     pub fn is_empty(&self) -> bool {
-        *self == Changes::default()
+        *self == Changes { some_tenant: self.some_tenant, ..Changes::default() }
     }
 
     /// Whether anything here changes what chom_vps_load will hold at commit.
@@ -186,16 +191,17 @@ impl Changes {
     }
 }
 
-/// One open (sub)transaction's part of the changes.
+/// One open (sub)transaction's part of the changes, per target (index into [`Pending::targets`]).
 struct Frame {
     subtransaction: pg_sys::SubTransactionId,
-    changes: Changes,
+    changes: BTreeMap<usize, Changes>,
 }
 
 #[derive(Default)]
 struct Pending {
-    /// Where the changes apply (one chom installation per database).
-    target: Option<Target>,
+    /// Where the changes apply: one installation per database, so one target, except on a Citus worker, where
+    /// each shard of `sites` the transaction wrote is a target of its own (its colocated shards).
+    targets: Vec<Target>,
     /// Innermost last; only (sub)transactions that recorded something have a frame.
     frames: Vec<Frame>,
 }
@@ -209,54 +215,75 @@ fn current_subtransaction() -> pg_sys::SubTransactionId {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
+fn shard(target: &Target) -> Option<i64> {
+    target.placement.as_ref().map(|placement| placement.shard)
+}
+
 /// Records changes in the current (sub)transaction's frame.
 pub fn record(target: &Target, record: impl FnOnce(&mut Changes)) {
     let subtransaction = current_subtransaction();
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
-        match &pending.target {
-            Some(existing) if existing.schema != target.schema => crate::errors::raise(
+        if let Some(existing) = pending.targets.iter().find(|existing| existing.schema != target.schema) {
+            crate::errors::raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!(
                     "chom: one transaction writes CHOM's tables in two schemas ({} and {})",
                     existing.schema, target.schema
                 ),
                 Some("chom maintains one installation per database; see chom_status()."),
-            ),
-            Some(_) => {}
-            None => pending.target = Some(target.clone()),
+            )
         }
+        let index = match pending.targets.iter().position(|existing| shard(existing) == shard(target)) {
+            Some(index) => index,
+            None => {
+                pending.targets.push(target.clone());
+                pending.targets.len() - 1
+            }
+        };
         if pending.frames.last().is_none_or(|frame| frame.subtransaction != subtransaction) {
-            pending.frames.push(Frame { subtransaction, changes: Changes::default() });
+            pending.frames.push(Frame { subtransaction, changes: BTreeMap::new() });
         }
         let frame = pending.frames.last_mut().expect("a frame was just ensured");
-        record(&mut frame.changes);
+        record(frame.changes.entry(index).or_default());
     });
 }
 
-/// This transaction's changes so far, folded (empty when it has none).
+/// This transaction's changes so far, folded (empty when it has none). chom's read functions run where there is
+/// one target (one node, or the Citus coordinator).
 pub fn folded() -> Changes {
     PENDING.with(|pending| {
         let pending = pending.borrow();
         let mut all = Changes::default();
         for frame in &pending.frames {
-            all.merge(frame.changes.clone());
+            for changes in frame.changes.values() {
+                all.merge(changes.clone());
+            }
         }
         all.retain_changes();
         all
     })
 }
 
-/// Takes the whole transaction's changes out, folded, with their target; None when there are none.
-fn take() -> Option<(Target, Changes)> {
-    let Pending { target, frames } = PENDING.with(|pending| pending.take());
-    let target = target?;
-    let mut all = Changes::default();
+/// Takes the whole transaction's changes out, folded per target, in shard order; empty when there are none.
+fn take() -> Vec<(Target, Changes)> {
+    let Pending { targets, frames } = PENDING.with(|pending| pending.take());
+    let mut all: Vec<Changes> = vec![Changes::default(); targets.len()];
     for frame in frames {
-        all.merge(frame.changes);
+        for (index, changes) in frame.changes {
+            all[index].merge(changes);
+        }
     }
-    all.retain_changes();
-    (!all.is_empty()).then_some((target, all))
+    let mut taken: Vec<(Target, Changes)> = targets
+        .into_iter()
+        .zip(all)
+        .filter_map(|(target, mut changes)| {
+            changes.retain_changes();
+            (!changes.is_empty()).then_some((target, changes))
+        })
+        .collect();
+    taken.sort_by_key(|(target, _)| shard(target));
+    taken
 }
 
 /// After `ids` were recounted from scratch in this transaction, mid-way: the recount saw the transaction's
@@ -286,7 +313,11 @@ fn end_subtransaction(subtransaction: pg_sys::SubTransactionId, parent: pg_sys::
                 continue;
             }
             match pending.frames.last_mut() {
-                Some(outer) if outer.subtransaction == parent => outer.changes.merge(frame.changes),
+                Some(outer) if outer.subtransaction == parent => {
+                    for (index, changes) in frame.changes {
+                        outer.changes.entry(index).or_default().merge(changes);
+                    }
+                }
                 _ => pending.frames.push(Frame { subtransaction: parent, changes: frame.changes }),
             }
             break;
@@ -296,7 +327,7 @@ fn end_subtransaction(subtransaction: pg_sys::SubTransactionId, parent: pg_sys::
 
 thread_local! {
     /// The changes being applied by the current commit, handed to chom_apply_pending().
-    static APPLYING: RefCell<Option<(Target, Changes)>> = const { RefCell::new(None) };
+    static APPLYING: RefCell<Vec<(Target, Changes)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Applies the transaction's changes through chom_apply_pending(), a SECURITY DEFINER function of chom's
@@ -313,12 +344,13 @@ fn apply_at_commit() {
     // The statements that apply the changes could, through the application's own triggers on tenants, write
     // sites again: apply until nothing is left, a bounded number of rounds.
     for _ in 0..8 {
-        let Some((target, changes)) = take() else { return };
-        let Some(function) = apply_function(&target) else {
+        let taken = take();
+        let Some((target, _)) = taken.first() else { return };
+        let Some(function) = apply_function(target) else {
             // chom (or its schema) was dropped in this very transaction: nothing is left to maintain
             return;
         };
-        APPLYING.with(|applying| *applying.borrow_mut() = Some((target, changes)));
+        APPLYING.with(|applying| *applying.borrow_mut() = taken);
         // SAFETY: a function of chom's, taking no arguments; fmgr switches to its owner and settings. At commit
         // no statement is running, so there is no active snapshot for SPI: one is pushed (each of chom's
         // statements then takes a fresh one of its own, as in any READ COMMITTED statement).
@@ -332,13 +364,28 @@ fn apply_at_commit() {
             panic => panic.rethrow(),
         })
         .execute();
-        APPLYING.with(|applying| applying.borrow_mut().take());
+        APPLYING.with(|applying| applying.borrow_mut().clear());
     }
     crate::errors::raise(
         PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
         "chom: applying the transaction's changes kept producing new ones",
         Some("A trigger on tenants or chom.vps_load writes sites; chom cannot settle its aggregates."),
     )
+}
+
+/// Applies the changes recorded so far right away, as chom's owner (through chom_apply_pending(), as at
+/// commit); an error fails the statement. For a Citus worker's shard statements: there the commit is a
+/// PREPARE TRANSACTION sent to every node at once, and row locks first taken then would wait on transactions
+/// prepared on other nodes, a cycle Citus's deadlock detector does not see (the transactions would hang).
+/// Taken during the statement, they are ordinary waits, which it resolves.
+pub fn apply_now() {
+    let taken = take();
+    let Some((target, _)) = taken.first() else { return };
+    let Some(function) = apply_function(target) else { return };
+    APPLYING.with(|applying| *applying.borrow_mut() = taken);
+    // SAFETY: as in apply_at_commit; the trigger's statement has an active snapshot.
+    unsafe { pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid) };
+    APPLYING.with(|applying| applying.borrow_mut().clear());
 }
 
 /// Raises again, with its SQLSTATE, message and hint, an error that stopped the changes from being applied,
@@ -385,19 +432,22 @@ fn apply_function(target: &Target) -> Option<pg_sys::Oid> {
 /// (as chom's owner); an error for anyone else.
 #[pg_extern(volatile, parallel_unsafe)]
 fn chom_apply_pending() {
-    let Some((target, changes)) = APPLYING.with(|applying| applying.borrow_mut().take()) else {
+    let applying = APPLYING.with(|applying| std::mem::take(&mut *applying.borrow_mut()));
+    if applying.is_empty() {
         crate::errors::raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "chom_apply_pending() is called by chom at commit only",
             Some("chom applies each transaction's changes when it commits; there is nothing to call."),
         )
-    };
+    }
     // the installation as it is now (the cache is dropped by any change to CHOM's tables): the transaction may
     // have renamed a column chom uses since it wrote
-    if let Some(now) = crate::target::installed().filter(|now| now.schema == target.schema) {
-        crate::aggregates::apply(&now, &changes);
+    for (target, changes) in applying {
+        if let Some(now) = crate::target::installed().filter(|now| now.schema == target.schema) {
+            crate::aggregates::apply(&now.on_placement(target.placement), &changes);
+        }
+        // else chom was uninstalled from these tables in this very transaction: nothing is left to maintain
     }
-    // else chom was uninstalled from these tables in this very transaction: nothing is left to maintain
 }
 
 #[pg_guard]
@@ -407,7 +457,7 @@ unsafe extern "C-unwind" fn on_transaction_event(event: pg_sys::XactEvent::Type,
         pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT => {}
         _ => {
             discard();
-            APPLYING.with(|applying| applying.borrow_mut().take());
+            APPLYING.with(|applying| applying.borrow_mut().clear());
         }
     }
 }

@@ -62,7 +62,24 @@ queries! {
     RecordRun = "record_run",
     PruneRuns = "prune_runs",
     MetricsRuns = "metrics_runs",
+    SettledVps = "settled_vps",
+    RecountTenant = "recount_tenant",
+    ColocatedShards = "colocated_shards",
+    CitusLayoutProblems = "citus_layout_problems",
+    CreateOutbox = "create_outbox",
+    OutboxIdentity = "outbox_identity",
+    DistributeOutbox = "distribute_outbox",
+    DropOutbox = "drop_outbox",
+    AppendVpsDeltas = "append_vps_deltas",
+    DrainVpsDeltas = "drain_vps_deltas",
+    HoldOffDrains = "hold_off_drains",
+    ClearVpsDeltas = "clear_vps_deltas",
+    ShardsMissingTriggers = "shards_missing_triggers",
+    DropShardTriggerCopies = "drop_shard_trigger_copies",
 }
+
+/// The suffix of a block that replaces the block of the same name when CHOM's tables are distributed by Citus.
+const CITUS_VARIANT: &str = ".citus";
 
 /// The blocks of sql/queries.sql by name, comments removed.
 fn blocks() -> &'static HashMap<&'static str, String> {
@@ -84,6 +101,12 @@ thread_local! {
     static RENDERED: RefCell<Vec<(Target, HashMap<Query, Rc<str>>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The block of `query` for `target`: its Citus variant when the target is distributed and there is one.
+fn block(target: &Target, query: Query) -> &'static str {
+    let citus = target.distributed.then(|| blocks().get(format!("{}{CITUS_VARIANT}", query.name()).as_str())).flatten();
+    citus.unwrap_or(&blocks()[query.name()])
+}
+
 /// The statement `query` for `target`. Rendered once per backend: the commit path calls this for every
 /// transaction that wrote sites.
 pub fn sql(target: &Target, query: Query) -> Rc<str> {
@@ -93,10 +116,11 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
     if let Some(rendered) = cached {
         return rendered;
     }
-    let block = &blocks()[query.name()];
-    let inlined = [Query::LiveSites, Query::VpsRows]
+    let inlined = [Query::LiveSites, Query::VpsRows, Query::SettledVps]
         .iter()
-        .fold(block.clone(), |sql, inlined| sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()]));
+        .fold(block(target, query).to_string(), |sql, inlined| {
+            sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()])
+        });
     let rendered: Rc<str> = target.render(&inlined).into();
     RENDERED.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -116,20 +140,27 @@ mod tests {
     #[test]
     fn every_query_has_exactly_one_block_and_every_block_a_query() {
         let names: Vec<&str> = Query::ALL.iter().map(|q| q.name()).collect();
-        let mut declared: Vec<&str> =
-            super::QUERIES_SQL.lines().filter_map(|line| line.strip_prefix("-- name: ")).map(str::trim).collect();
+        let mut declared: Vec<&str> = super::QUERIES_SQL
+            .lines()
+            .filter_map(|line| line.strip_prefix("-- name: "))
+            .map(str::trim)
+            .filter(|name| !name.ends_with(super::CITUS_VARIANT))
+            .collect();
         declared.sort_unstable();
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, declared, "Query variants and sql/queries.sql blocks differ");
+        for variant in blocks().keys().filter_map(|name| name.strip_suffix(super::CITUS_VARIANT)) {
+            assert!(names.contains(&variant), "{variant}.citus replaces no block");
+        }
         for name in names {
             let statement = &blocks()[name];
             assert!(!statement.is_empty(), "query {name} has no statement");
             assert!(
-                statement
-                    .split_whitespace()
-                    .next()
-                    .is_some_and(|w| ["SELECT", "WITH", "UPDATE", "INSERT", "DELETE"].contains(&w)),
+                statement.split_whitespace().next().is_some_and(|w| [
+                    "SELECT", "WITH", "UPDATE", "INSERT", "DELETE", "CREATE", "ALTER", "DROP", "LOCK"
+                ]
+                .contains(&w)),
                 "query {name} does not start with a statement: {statement}"
             );
         }

@@ -53,13 +53,19 @@ pub struct Target {
     pub extension_schema: String,
     /// the current name of each of [`column_roles`], in that order
     pub columns: Vec<String>,
+    /// CHOM's tables are distributed by Citus (see [`crate::citus`]): the queries of sql/queries.sql with a
+    /// `.citus` variant run in that form.
+    pub distributed: bool,
+    /// On a Citus worker, the shard of `sites` a trigger fired on: the commit step then addresses its
+    /// colocated shards, never the distributed tables.
+    pub placement: Option<crate::citus::Placement>,
 }
 
 impl Target {
     /// A target whose columns have CHOM's names.
     pub fn new(schema: String, extension_schema: String) -> Self {
         let columns = column_roles().map(|(_, column)| column.to_string()).collect();
-        Target { schema, extension_schema, columns }
+        Target { schema, extension_schema, columns, distributed: false, placement: None }
     }
 
     /// The same with the column names chom's triggers carry; CHOM's names when they carry none (triggers
@@ -96,18 +102,38 @@ impl Target {
         relation_exists(&self.schema, c"tier_limits")
     }
 
+    /// The same target on a Citus worker's shard of `sites`.
+    pub fn on_placement(mut self, placement: Option<crate::citus::Placement>) -> Self {
+        self.distributed |= placement.is_some();
+        self.placement = placement;
+        self
+    }
+
     /// Substitutes `{tenants}`, `{sites}`, `{vps_servers}`, `{tier_limits}`, the columns chom uses
-    /// (`{sites.tenant_id}` and the like) and `{chom}` (chom's schema) in a SQL template.
+    /// (`{sites.tenant_id}` and the like), `{chom}` (chom's schema) and `{vps_delta}` (the outbox of per-VPS
+    /// changes on Citus) in a SQL template. On a Citus worker, `{tenants}`, `{tier_limits}` and `{vps_delta}`
+    /// are the shards colocated with the firing `sites` shard.
     pub fn render(&self, template: &str) -> String {
         let mut rendered = template.to_string();
         for ((table, column), name) in column_roles().zip(&self.columns) {
             rendered = rendered.replace(&format!("{{{table}.{column}}}"), &quote_identifier(name));
         }
+        let (tenants, tier_limits, vps_delta) = match &self.placement {
+            Some(shard) => (
+                self.table(&shard.tenants),
+                self.table(&shard.tier_limits),
+                format!("{CHOM_SCHEMA}.{}", quote_identifier(&shard.vps_delta)),
+            ),
+            None => {
+                (self.table("tenants"), self.table("tier_limits"), format!("{CHOM_SCHEMA}.{}", crate::citus::OUTBOX))
+            }
+        };
         rendered
-            .replace("{tenants}", &self.table("tenants"))
-            .replace("{tier_limits}", &self.table("tier_limits"))
+            .replace("{tenants}", &tenants)
+            .replace("{tier_limits}", &tier_limits)
             .replace("{sites}", &self.table("sites"))
             .replace("{vps_servers}", &self.table("vps_servers"))
+            .replace("{vps_delta}", &vps_delta)
             .replace("{chom}", CHOM_SCHEMA)
     }
 }
@@ -152,6 +178,7 @@ thread_local! {
 /// Drops the cached installation (see [`INSTALLED`]).
 pub fn forget_installed() {
     INSTALLED.with(|cached| cached.borrow_mut().take());
+    crate::citus::forget();
 }
 
 #[pg_guard]
@@ -195,7 +222,10 @@ pub fn installed() -> Option<Target> {
     let schemas_named = || schemas.iter().map(|(schema, _)| schema.as_str()).collect::<Vec<_>>().join(", ");
     let target = match schemas.as_slice() {
         [] => None,
-        [(schema, names)] => Some(Target::new(schema.clone(), extension_schema).with_columns(names.clone())),
+        [(schema, names)] => {
+            let target = Target::new(schema.clone(), extension_schema).with_columns(names.clone());
+            Some(crate::citus::with_layout(target))
+        }
         _ => raise(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("chom's triggers are on the sites tables of several schemas ({})", schemas_named()),
@@ -217,6 +247,7 @@ pub fn trigger_arguments(tgargs: &[u8]) -> Vec<String> {
 
 /// Like [`installed`], but an error with a hint when chom has not been installed on CHOM's tables yet.
 pub fn require_installed() -> Target {
+    crate::citus::require_coordinator("chom's functions");
     installed().unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -244,7 +275,7 @@ pub fn discover() -> Option<Target> {
                 Some("Set chom.target_schema to the schema that holds CHOM's tables, or RESET it."),
             );
         }
-        return Some(Target::new(configured, extension_schema));
+        return Some(crate::citus::with_layout(Target::new(configured, extension_schema)));
     }
     let candidates: Vec<(String, bool)> = Spi::connect(|client| {
         let rows = spi(
@@ -263,8 +294,9 @@ pub fn discover() -> Option<Target> {
     });
     match candidates.as_slice() {
         [] => None,
-        [(schema, _)] => Some(Target::new(schema.clone(), extension_schema)),
-        [(schema, true), ..] => Some(Target::new(schema.clone(), extension_schema)),
+        [(schema, _)] | [(schema, true), ..] => {
+            Some(crate::citus::with_layout(Target::new(schema.clone(), extension_schema)))
+        }
         _ => raise(
             PgSqlErrorCode::ERRCODE_AMBIGUOUS_PARAMETER,
             format!(
