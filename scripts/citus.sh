@@ -516,6 +516,26 @@ chom_check_vps_registry() {
   echo "  ok  a VPS with sites deleted (its sites set to no VPS on every shard)"
 }
 
+# chom.enforce_site_quota: checked where the tenant row is updated, on the worker, against its copy of tier_limits
+chom_check_quota() {
+  local n limit tier
+  tier="'$(q1 coord "$DB" "SELECT tier FROM tenants WHERE id = md5('tenant1')::uuid")'"
+  # Citus propagates ALTER DATABASE … SET to every node (and refuses it on a worker)
+  q coord "$DB" -c "ALTER DATABASE $DB SET chom.enforce_site_quota = on" >/dev/null
+  n=$(q1 coord "$DB" "SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)")
+  limit=$(q1 coord "$DB" "SELECT max_sites FROM tier_limits WHERE tier = $tier")
+  q coord "$DB" -c "UPDATE tier_limits SET max_sites = $n WHERE tier = $tier" >/dev/null
+  expect_error coord "$DB" "over its tier's limit of $n" \
+    "INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), md5('tenant1')::uuid, 'over-quota.test')"
+  check "the refused insert left nothing behind" \
+    "SELECT (SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)) || ' ' || (SELECT count(*) FROM sites WHERE domain = 'over-quota.test')" "$n 0"
+  q coord "$DB" -c "UPDATE sites SET deleted_at = now() WHERE id = (SELECT id FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL ORDER BY id LIMIT 1)" >/dev/null \
+    || die "a soft delete by a tenant at its limit"
+  q coord "$DB" -c "UPDATE tier_limits SET max_sites = $limit WHERE tier = $tier" >/dev/null
+  q coord "$DB" -c "ALTER DATABASE $DB RESET chom.enforce_site_quota" >/dev/null
+  echo "  ok  chom.enforce_site_quota (ALTER DATABASE on the coordinator): an insert over the tier's limit refused (23514), a soft delete at the limit accepted"
+}
+
 # chom_tenant_stats() and chom_pick_vps() through the coordinator against a single node with the same data, in
 # this run: the same server, database chom_single without Citus
 chom_latency() {
@@ -601,7 +621,8 @@ main() {
   chom_check_worker_writes
   chom_check_exact "after writes through a worker"
   chom_check_vps_registry
-  chom_check_exact "after VPSes added and deleted"
+  chom_check_quota
+  chom_check_exact "after VPSes added and deleted, and a quota check"
   check "chom_refresh_all(): every tenant recounted" "SELECT chom_refresh_all(50) = (SELECT count(*) FROM tenants)" "t"
   check "chom_drift_probe(): a sample, no drift" "SELECT sampled > 0 AND drifted = 0 AND vps_drifted = 0 FROM chom_drift_probe(50, 5000)" "t"
   check "chom_metrics(): installed, every trigger enabled" "SELECT installed AND triggers_missing = 0 AND triggers_disabled = 0 FROM chom_metrics()" "t"

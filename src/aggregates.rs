@@ -150,16 +150,14 @@ fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Option<Target> 
     if relname == expected {
         return Some(target);
     }
-    let Some(placement) = citus::placement_of(&target, expected, relid, &relname) else {
-        raise(
+    match citus::shard_of(&target, expected, relid, &relname) {
+        Some(citus::Shard::Sites(placement)) => Some(target.on_placement(Some(placement))),
+        Some(citus::Shard::VpsServers) => (citus::node() == citus::Node::Coordinator).then_some(target),
+        None => raise(
             PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
             format!("chom's {expected} trigger function fired on table \"{relname}\""),
             Some("chom's trigger functions are attached by chom_install() only."),
-        )
-    };
-    match expected {
-        "sites" => Some(target.on_placement(Some(placement))),
-        _ => (citus::node() == citus::Node::Coordinator).then_some(target),
+        ),
     }
 }
 

@@ -45,16 +45,25 @@ pub struct Placement {
     pub vps_delta: String,
 }
 
+/// What a relation a trigger of chom's fired on is, when it is not one of CHOM's tables by name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Shard {
+    /// a shard of CHOM's distributed `sites`, with its colocated shards
+    Sites(Placement),
+    /// the copy of CHOM's reference table `vps_servers` on this node
+    VpsServers,
+}
+
 thread_local! {
     static NODE: Cell<Option<Node>> = const { Cell::new(None) };
-    /// The placement of each `sites` shard a trigger fired on in this backend (None: not one of CHOM's).
-    static PLACEMENTS: RefCell<HashMap<pg_sys::Oid, Option<Placement>>> = RefCell::new(HashMap::new());
+    /// What each relation chom's triggers fired on in this backend is (None: no shard of CHOM's tables).
+    static SHARDS: RefCell<HashMap<pg_sys::Oid, Option<Shard>>> = RefCell::new(HashMap::new());
 }
 
 /// Drops what this backend remembers of the cluster (any relcache invalidation: a shard move, a split, DDL).
 pub fn forget() {
     NODE.with(|node| node.set(None));
-    PLACEMENTS.with(|placements| placements.borrow_mut().clear());
+    SHARDS.with(|shards| shards.borrow_mut().clear());
 }
 
 /// The kind of node this backend runs on (looked up once per backend).
@@ -116,35 +125,38 @@ pub fn refuse_inside_create_extension() {
     }
 }
 
-/// For a trigger that fired on relation `relid` named `relname` in CHOM's schema: the placement when it is a
-/// shard of CHOM's distributed `table` on a worker; None when it is not a shard of that table.
-pub fn placement_of(target: &Target, table: &str, relid: pg_sys::Oid, relname: &str) -> Option<Placement> {
-    if let Some(known) = PLACEMENTS.with(|placements| placements.borrow().get(&relid).cloned()) {
+/// For a trigger that fired on relation `relid` named `relname` in CHOM's schema, on a Citus node: which shard
+/// of CHOM's `table` it is; None when it is none.
+pub fn shard_of(target: &Target, table: &str, relid: pg_sys::Oid, relname: &str) -> Option<Shard> {
+    if let Some(known) = SHARDS.with(|shards| shards.borrow().get(&relid).cloned()) {
         return known;
     }
     let shard: Option<i64> =
         relname.strip_prefix(table).and_then(|rest| rest.strip_prefix('_')).and_then(|id| id.parse().ok());
-    let placement = match (shard, node()) {
+    let found = match (shard, node()) {
         (Some(shard), Node::Worker | Node::Coordinator) => lookup(target, table, shard),
         _ => None,
     };
-    PLACEMENTS.with(|placements| placements.borrow_mut().insert(relid, placement.clone()));
-    placement
+    SHARDS.with(|shards| shards.borrow_mut().insert(relid, found.clone()));
+    found
 }
 
 /// Whether shard `shard` belongs to CHOM's `table`, and for `sites` its colocated shards.
-fn lookup(target: &Target, table: &str, shard: i64) -> Option<Placement> {
+fn lookup(target: &Target, table: &str, shard: i64) -> Option<Shard> {
     let belongs: bool = crate::db::one(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_shard WHERE shardid = $1 AND logicalrelid = pg_catalog.to_regclass($2))",
         &[shard.into(), target.table(table).into()],
     )
     .unwrap_or(false);
-    if !belongs {
-        return None;
+    match (belongs, table) {
+        (false, _) => None,
+        (true, "sites") => Some(Shard::Sites(colocated(target, shard))),
+        (true, _) => Some(Shard::VpsServers),
     }
-    if table != "sites" {
-        return Some(Placement { shard, tenants: String::new(), tier_limits: String::new(), vps_delta: String::new() });
-    }
+}
+
+/// The shards colocated with shard `shard` of CHOM's `sites`.
+fn colocated(target: &Target, shard: i64) -> Placement {
     let row = Spi::connect(|client| {
         let rows = crate::plans::read(
             client,
@@ -168,12 +180,12 @@ fn lookup(target: &Target, table: &str, shard: i64) -> Option<Placement> {
             Some("chom_install() on the coordinator creates the outbox colocated with tenants; run chom_status() there."),
         )
     };
-    Some(Placement {
+    Placement {
         shard,
         tenants: format!("tenants_{tenants}"),
         tier_limits: tier_limits.map_or_else(|| "tier_limits".to_string(), |id| format!("tier_limits_{id}")),
         vps_delta: format!("{OUTBOX}_{vps_delta}"),
-    })
+    }
 }
 
 /// Runs `work` with the Citus settings chom's DDL and repairs need (triggers on distributed and reference
