@@ -390,7 +390,7 @@ writers() { # clients transactions-per-client: pgbench through the coordinator's
   done_tx=$(awk '/number of transactions actually processed/ { split($NF, a, "/"); print a[1] }' "$log")
   failed=$(awk '/number of failed transactions/ { print $5 }' "$log")
   [ "${failed:-0}" = 0 ] || { cat "$log"; die "writers: $failed failed transactions"; }
-  echo "  ok  $clients writers through the coordinator: $done_tx transactions ($(grep -E '^tps' "$log" | awk '{print $3}') tps)"
+  echo "  ok  $clients writers through the coordinator: $done_tx transactions ($(grep -E '^tps' "$log" | awk '{print $3}') tps), $(awk '/number of transactions retried/ { print $5 }' "$log") retried (distributed deadlocks, serialization)"
 }
 
 # the least-loaded eligible VPS by an independent query (what chom_pick_vps() must answer)
@@ -440,6 +440,7 @@ chom_install() {
     "SELECT sum(result::int) FROM run_command_on_shards('sites', \$\$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgname LIKE 'chom_sites_%%'\$\$)" "$((SHARDS * 3))"
   check "the outbox colocated with tenants" \
     "SELECT (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'chom.vps_delta'::regclass) = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'tenants'::regclass)" "t"
+  check "chom_index_ddl(): nothing left to build" "SELECT count(*) FROM chom_index_ddl()" "0"
   expect_error w1 "$DB" "runs on the Citus coordinator, not on a worker" "SELECT chom_pick_vps()"
   echo "  ok  a worker refuses chom's functions, naming the coordinator"
 }
