@@ -429,6 +429,12 @@ move_a_shard() { # moves the shard group of tenant1 (the big one) to the other w
 chom_install() {
   (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" --no-default-features --features pg15) \
     >"$WORK/chom-install.log" 2>&1 || { tail -30 "$WORK/chom-install.log"; die "cargo pgrx install"; }
+  # chom's drain worker on the coordinator: its library preloaded, the database named; restart to start it
+  local version
+  version=$(awk -F'"' '/^version/ { print $2; exit }' "$ROOT/Cargo.toml")
+  printf "shared_preload_libraries = 'citus,chom-%s'\nchom.drain_databases = '%s'\nchom.drain_interval = '200ms'\n" \
+    "$version" "$DB" >>"$WORK/coord/postgresql.conf"
+  as_test "$BINDIR/pg_ctl" -D "$WORK/coord" -l "$WORK/coord.log" -w -t 60 restart >/dev/null || die "restart the coordinator"
   # Citus repeats CREATE EXTENSION on the workers (functions only there); chom is installed from the coordinator
   q coord "$DB" -c "CREATE EXTENSION chom" || die "CREATE EXTENSION chom on the coordinator"
   check "CREATE EXTENSION chom: chom's functions on every worker" \
@@ -441,20 +447,40 @@ chom_install() {
   check "the outbox colocated with tenants" \
     "SELECT (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'chom.vps_delta'::regclass) = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'tenants'::regclass)" "t"
   check "chom_index_ddl(): nothing left to build" "SELECT count(*) FROM chom_index_ddl()" "0"
+  check "chom_drain_vps_deltas(): callable, nothing queued yet" "SELECT chom_drain_vps_deltas()" "0"
+  check "chom's drain worker running on the coordinator" \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'chom drain'" "1"
+  drain_interval 1h
   expect_error w1 "$DB" "runs on the Citus coordinator, not on a worker" "SELECT chom_pick_vps()"
   echo "  ok  a worker refuses chom's functions, naming the coordinator"
 }
 
-drain() { q1 coord "$DB" "SELECT chom_drain_vps_deltas()" >/dev/null || die "chom_drain_vps_deltas()"; }
+# the drain worker's interval, changed by a reload (it wakes up and reads it): between checks it is paused, so
+# that the checks find changes queued in the outbox
+drain_interval() {
+  echo "chom.drain_interval = '$1'" >>"$WORK/coord/postgresql.conf"
+  as_test "$BINDIR/pg_ctl" -D "$WORK/coord" reload >/dev/null
+}
+
+# the drain worker empties the outbox within its interval (200 ms here): wait for it, 30 s at most
+wait_drained() {
+  local waited=0
+  while [ "$(q1 coord "$DB" "SELECT count(*) FROM chom.vps_delta")" != 0 ]; do
+    sleep 0.2; waited=$((waited + 1))
+    [ "$waited" -lt 150 ] || die "chom's drain worker left the outbox undrained for 30 s (see $WORK/coord.log)"
+  done
+}
 
 chom_check_exact() { # label: every aggregate chom keeps equals a recount, answered from the coordinator
   check "$1: chom_cache_drift() empty" "SELECT count(*) FROM chom_cache_drift()" "0"
   # the settled counts (live sites minus the undrained outbox, per shard) make the check exact before a drain
-  check "$1: chom_vps_drift() empty, before the outbox is drained" "SELECT count(*) FROM chom_vps_drift()" "0"
   local queued
   queued=$(q1 coord "$DB" "SELECT count(*) FROM chom.vps_delta")
-  drain
-  check "$1: outbox drained ($queued rows), nothing left" "SELECT count(*) FROM chom.vps_delta" "0"
+  check "$1: chom_vps_drift() empty, $queued changes still queued in the outbox" "SELECT count(*) FROM chom_vps_drift()" "0"
+  drain_interval 200ms
+  wait_drained
+  drain_interval 1h
+  echo "  ok  $1: the outbox drained by chom's drain worker"
   check "$1: chom.vps_load = a recount of live sites per VPS" \
     "SELECT count(*) FROM vps_servers v LEFT JOIN chom.vps_load l ON l.vps_id = v.id
       LEFT JOIN (SELECT vps_id, count(*) AS n FROM sites WHERE deleted_at IS NULL GROUP BY vps_id) c ON c.vps_id = v.id

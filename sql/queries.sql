@@ -565,6 +565,10 @@ UPDATE {chom}.vps_load l SET live_sites = l.live_sites + n.sites
  WHERE l.vps_id = n.vps_id AND n.sites <> 0
 RETURNING l.vps_id
 
+-- name: outbox_queued
+-- A row when any change is queued (a read of every outbox shard: no distributed write when there is none).
+SELECT 1 FROM {vps_delta} LIMIT 1
+
 -- name: hold_off_drains
 LOCK TABLE {vps_delta} IN SHARE UPDATE EXCLUSIVE MODE
 

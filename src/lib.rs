@@ -16,6 +16,7 @@ mod catalog;
 mod citus;
 mod control;
 mod db;
+mod drain_worker;
 mod drift;
 mod errors;
 mod guard;
@@ -81,6 +82,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::register();
     target::register_invalidation();
     pending::register_callbacks();
+    drain_worker::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -10,6 +10,9 @@
 //!
 //! chom's read functions overlay the folded changes on the stored values, so a transaction sees its own
 //! writes through them (read-your-writes); the raw columns change at commit, for everybody at once.
+//!
+//! On a Citus worker the changes of each shard statement are applied when it ends instead ([`apply_now`]), to
+//! the shard's colocated `tenants` and outbox shards: one target per shard.
 
 use crate::target::Target;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};

@@ -73,6 +73,7 @@ queries! {
     AppendVpsDeltas = "append_vps_deltas",
     DrainVpsDeltas = "drain_vps_deltas",
     HoldOffDrains = "hold_off_drains",
+    OutboxQueued = "outbox_queued",
     ClearVpsDeltas = "clear_vps_deltas",
     ShardsMissingTriggers = "shards_missing_triggers",
     DropShardTriggerCopies = "drop_shard_trigger_copies",

@@ -139,6 +139,14 @@ pub static TENANTS_FILLFACTOR: Setting<i32> = Setting::<i32>::new(c"chom.tenants
 /// role or session.
 pub static ENFORCE_SITE_QUOTA: Setting<bool> = Setting::<bool>::new(c"chom.enforce_site_quota", false);
 
+/// `chom.drain_databases`: on a Citus coordinator, the databases whose outbox of per-VPS changes chom's
+/// background worker drains into `chom.vps_load` (comma separated; empty: no worker). Read at server start, with
+/// chom's library in shared_preload_libraries (see docs/scaling.md §10.2).
+pub static DRAIN_DATABASES: Setting<Option<CString>> = Setting::<Option<CString>>::new(c"chom.drain_databases", None);
+
+/// `chom.drain_interval`: how long chom's drain worker waits between two drains (default 1s).
+pub static DRAIN_INTERVAL_MS: Setting<i32> = Setting::<i32>::new(c"chom.drain_interval", 1000);
+
 pub const HEALTH_STATES: [&str; 4] = ["healthy", "degraded", "unhealthy", "unknown"];
 
 /// Defines chom's settings; called once from _PG_init. Those another chom library in this backend defined
@@ -196,6 +204,33 @@ pub fn register() {
             variable,
             GucContext::Userset,
             GucFlags::default(),
+        )
+    });
+    // a server-start setting can be defined only while shared_preload_libraries are loaded; loaded later, the
+    // library has no drain worker to configure
+    // SAFETY: reads a flag of the postmaster.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        DRAIN_DATABASES.define(|name, variable| {
+            GucRegistry::define_string_guc(
+                name,
+                c"Databases whose Citus outbox of per-VPS changes chom's background worker drains (comma separated).",
+                c"Read at server start, with chom's library in shared_preload_libraries, on the coordinator.",
+                variable,
+                GucContext::Postmaster,
+                GucFlags::default(),
+            )
+        });
+    }
+    DRAIN_INTERVAL_MS.define(|name, variable| {
+        GucRegistry::define_int_guc(
+            name,
+            c"Time chom's drain worker waits between two drains of the Citus outbox.",
+            c"chom_pick_vps() sees the per-VPS counts of the last drain.",
+            variable,
+            10,
+            3_600_000,
+            GucContext::Sighup,
+            GucFlags::UNIT_MS,
         )
     });
     TARGET_SCHEMA.define(|name, variable| {
