@@ -390,7 +390,8 @@ writers() { # clients transactions-per-client: pgbench through the coordinator's
   done_tx=$(awk '/number of transactions actually processed/ { split($NF, a, "/"); print a[1] }' "$log")
   failed=$(awk '/number of failed transactions/ { print $5 }' "$log")
   [ "${failed:-0}" = 0 ] || { cat "$log"; die "writers: $failed failed transactions"; }
-  echo "  ok  $clients writers through the coordinator: $done_tx transactions ($(grep -E '^tps' "$log" | awk '{print $3}') tps), $(awk '/number of transactions retried/ { print $5 }' "$log") retried (distributed deadlocks, serialization)"
+  LAST_TPS=$(grep -E '^tps' "$log" | awk '{print $3}')
+  echo "  ok  $clients writers through the coordinator: $done_tx transactions ($LAST_TPS tps), $(awk '/number of transactions retried/ { print $5 }' "$log") retried (distributed deadlocks, serialization)"
 }
 
 # the least-loaded eligible VPS by an independent query (what chom_pick_vps() must answer)
@@ -631,9 +632,12 @@ main() {
 
   say "scale-out tests on $DB"
   write_workload
+  writers 4 250
+  local without=$LAST_TPS
   chom_install
   chom_check_exact "after install"
   writers 4 250
+  echo "  ==  the same writers without chom $without tps, with chom $LAST_TPS tps ($(awk -v a="$LAST_TPS" -v b="$without" 'BEGIN { printf "%.2fx", a / b }'))"
   check_consistent
   chom_check_exact "after concurrent writers"
   move_a_shard

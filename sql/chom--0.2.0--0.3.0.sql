@@ -27,7 +27,7 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_cache_drift_wrapper';
 
 CREATE FUNCTION chom_drain_vps_deltas() RETURNS bigint
-VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_drain_vps_deltas_wrapper';
 REVOKE ALL ON FUNCTION chom_drain_vps_deltas() FROM PUBLIC;
 COMMENT ON FUNCTION chom_drain_vps_deltas() IS

@@ -312,3 +312,41 @@ pub fn shards_missing_triggers(target: &Target, triggers: &[&str]) -> HashMap<St
     }
     missing
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn without_citus_every_commit_updates_the_vps_loads_itself() {
+        install_with_data();
+        assert_eq!(count("SELECT chom_drain_vps_deltas()"), 0);
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'vps_delta'"), 0, "no outbox on one node");
+        assert_eq!(
+            Spi::get_one::<String>("SELECT current_setting('chom.drain_interval')").unwrap().as_deref(),
+            Some("1s")
+        );
+    }
+
+    #[pg_test]
+    fn on_a_worker_the_commit_step_addresses_the_colocated_shards() {
+        use crate::citus::Placement;
+        use crate::target::Target;
+        let placement = Placement {
+            shard: 102023,
+            tenants: "tenants_102015".into(),
+            tier_limits: "tier_limits_102001".into(),
+            vps_delta: "vps_delta_102063".into(),
+        };
+        let shard = Target::new("public".into(), "public".into()).on_placement(Some(placement));
+        assert!(shard.distributed);
+        assert_eq!(
+            shard.render("UPDATE {tenants} SET x = 1; SELECT {tier_limits}, {vps_delta}, {sites}"),
+            "UPDATE public.tenants_102015 SET x = 1; SELECT public.tier_limits_102001, chom.vps_delta_102063, public.sites"
+        );
+        let coordinator = Target::new("public".into(), "public".into());
+        assert_eq!(coordinator.render("{tenants} {vps_delta}"), "public.tenants chom.vps_delta");
+    }
+}
