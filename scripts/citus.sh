@@ -24,7 +24,7 @@
 # latency figure, default 5),
 # CHOM_CITUS_KEEP=1 (leave the cluster running at the end and print how to reach and stop it; for debugging).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SRC=${CHOM_CITUS_SRC:-$ROOT/../shared/citus/citus-13.2.2.tar.gz}
 if [ ! -f "$SRC" ]; then
   echo "citus: skipped: no Citus source archive at $(realpath -m "$SRC") (set CHOM_CITUS_SRC)"
@@ -428,7 +428,8 @@ move_a_shard() { # moves the shard group of tenant1 (the big one) to the other w
 # 6. chom on the cluster, answered from the coordinator
 
 chom_install() {
-  (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" --no-default-features --features pg15) \
+  # shellcheck disable=SC2086 # CHOM_CITUS_CARGO_FLAGS: extra words (bench/citus.sh passes --release)
+  (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" --no-default-features --features pg15 ${CHOM_CITUS_CARGO_FLAGS:-}) \
     >"$WORK/chom-install.log" 2>&1 || { tail -30 "$WORK/chom-install.log"; die "cargo pgrx install"; }
   # chom's drain worker on the coordinator: its library preloaded, the database named; restart to start it
   local version
@@ -663,4 +664,7 @@ main() {
   say "all checks passed"
 }
 
-main "$@"
+# run, unless sourced for its functions (bench/citus.sh)
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi
