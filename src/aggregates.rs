@@ -131,7 +131,7 @@ fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Option<Target> 
     let (relid, relname, target) = unsafe {
         let relation = &*data.tg_relation;
         let class = &*relation.rd_rel;
-        let relname = CStr::from_ptr(class.relname.data.as_ptr()).to_string_lossy().into_owned();
+        let relname = CStr::from_ptr(class.relname.data.as_ptr());
         let schema_name = |oid: pg_sys::Oid| {
             let name = pg_sys::get_namespace_name(oid);
             if name.is_null() {
@@ -147,9 +147,10 @@ fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Option<Target> 
         let target = Target::new(schema_name(class.relnamespace), schema_name(function_schema)).with_columns(names);
         (relation.rd_id, relname, target)
     };
-    if relname == expected {
+    if relname.to_bytes() == expected.as_bytes() {
         return Some(target);
     }
+    let relname = relname.to_string_lossy();
     match citus::shard_of(&target, expected, relid, &relname) {
         Some(citus::Shard::Sites(placement)) => Some(target.on_placement(Some(placement))),
         Some(citus::Shard::VpsServers) => (citus::node() == citus::Node::Coordinator).then_some(target),

@@ -290,7 +290,6 @@ pub fn drain(target: &Target) -> i64 {
 /// Errors: on a Citus worker (0A000); chom not installed (55000).
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn chom_drain_vps_deltas() -> i64 {
-    require_coordinator("chom_drain_vps_deltas()");
     let target = crate::target::require_installed();
     if !target.distributed {
         return 0;

@@ -77,9 +77,8 @@ pub fn chom_repair_drift() -> i64 {
 }
 
 fn repair(target: &Target) -> i64 {
-    let target = target.clone();
     let mut run = Run::start(RunKind::Repair);
-    let drifted: Vec<Uuid> = tenant_drift(&target, None).into_iter().map(|row| row.0).collect();
+    let drifted: Vec<Uuid> = tenant_drift(target, None).into_iter().map(|row| row.0).collect();
     run.tenants_drifted = Some(drifted.len() as i64);
     let mut fixed = 0;
     if !drifted.is_empty() {
@@ -87,35 +86,35 @@ fn repair(target: &Target) -> i64 {
         let still: Vec<Uuid> = if target.distributed {
             drifted
         } else {
-            let lock = queries::sql(&target, Query::LockTenants);
+            let lock = queries::sql(target, Query::LockTenants);
             crate::db::run(&lock, &[drifted.clone().into()]);
-            tenant_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect()
+            tenant_drift(target, Some(drifted)).into_iter().map(|row| row.0).collect()
         };
         if !still.is_empty() {
-            fixed += crate::stats::recount(&target, &still);
+            fixed += crate::stats::recount(target, &still);
         }
     }
     run.tenants_fixed = Some(fixed);
     if target.distributed {
-        crate::citus::hold_off_drains(&target);
+        crate::citus::hold_off_drains(target);
     }
-    let drifted: Vec<Uuid> = vps_drift(&target, None).into_iter().map(|row| row.0).collect();
+    let drifted: Vec<Uuid> = vps_drift(target, None).into_iter().map(|row| row.0).collect();
     run.vps_drifted = Some(drifted.len() as i64);
     run.vps_fixed = Some(0);
     if !drifted.is_empty() {
         Spi::connect_mut(|client| {
-            let lock = queries::sql(&target, Query::LockVps);
+            let lock = queries::sql(target, Query::LockVps);
             crate::plans::execute(client, &lock, &[UUID_ARRAY], &[drifted.clone().into()]);
         });
-        let still: Vec<Uuid> = vps_drift(&target, Some(drifted)).into_iter().map(|row| row.0).collect();
+        let still: Vec<Uuid> = vps_drift(target, Some(drifted)).into_iter().map(|row| row.0).collect();
         if !still.is_empty() {
-            Spi::connect_mut(|client| crate::aggregates::recount_vps(client, &target, &still));
-            pending::recounted(&target, &[], &still);
+            Spi::connect_mut(|client| crate::aggregates::recount_vps(client, target, &still));
+            pending::recounted(target, &[], &still);
             fixed += still.len() as i64;
             run.vps_fixed = Some(still.len() as i64);
         }
     }
-    run.tenants_examined = Some(crate::db::one(&queries::sql(&target, Query::CountTenants), &[]).unwrap_or(0));
+    run.tenants_examined = Some(crate::db::one(&queries::sql(target, Query::CountTenants), &[]).unwrap_or(0));
     run.vps_examined = crate::db::one(&format!("SELECT count(*) FROM {}", target.table("vps_servers")), &[]);
     record(run);
     fixed

@@ -145,23 +145,22 @@ pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(na
 fn uninstall(
     target: &Target,
 ) -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
-    let target = target.clone();
     if target.distributed {
         // first, over connections of their own: they would wait for this transaction's locks on the shards
-        crate::citus::drop_shard_trigger_copies(&target);
+        crate::citus::drop_shard_trigger_copies(target);
     }
-    lock_tables(&target);
-    let states = control::classify(&crate::inspect::inspect(&target));
+    lock_tables(target);
+    let states = control::classify(&crate::inspect::inspect(target));
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let tenants = target.table("tenants");
     for step in control::plan_uninstall(&states) {
         match step {
             UninstallStep::DropTrigger(trigger) => {
-                run(&format!("DROP TRIGGER {}", trigger.on(&target)));
+                run(&format!("DROP TRIGGER {}", trigger.on(target)));
                 rows.push(("trigger".into(), trigger.name.into(), "dropped".into()));
             }
             UninstallStep::DropIndex(index) => {
-                run(&index.drop_sql(&target, false));
+                run(&index.drop_sql(target, false));
                 rows.push(("index".into(), index.name, "dropped".into()));
             }
             UninstallStep::DropColumns(columns) => {
@@ -182,7 +181,7 @@ fn uninstall(
     target::forget_installed();
     rows.push(("table".into(), "chom.vps_load".into(), "emptied".into()));
     if target.distributed {
-        crate::citus::drop_outbox(&target);
+        crate::citus::drop_outbox(target);
         rows.push(("table".into(), format!("{CHOM_SCHEMA}.{}", crate::citus::OUTBOX), "dropped".into()));
     }
     TableIterator::new(rows)

@@ -347,27 +347,24 @@ fn apply_at_commit() {
     // The statements that apply the changes could, through the application's own triggers on tenants, write
     // sites again: apply until nothing is left, a bounded number of rounds.
     for _ in 0..8 {
-        let taken = take();
-        let Some((target, _)) = taken.first() else { return };
-        let Some(function) = apply_function(target) else {
-            // chom (or its schema) was dropped in this very transaction: nothing is left to maintain
-            return;
-        };
-        APPLYING.with(|applying| *applying.borrow_mut() = taken);
         // SAFETY: a function of chom's, taking no arguments; fmgr switches to its owner and settings. At commit
         // no statement is running, so there is no active snapshot for SPI: one is pushed (each of chom's
         // statements then takes a fresh one of its own, as in any READ COMMITTED statement).
-        PgTryBuilder::new(|| unsafe {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-            pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
-            pg_sys::PopActiveSnapshot();
-        })
-        .catch_others(|caught| match caught {
-            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => failed_at_commit(&report),
-            panic => panic.rethrow(),
-        })
-        .execute();
-        APPLYING.with(|applying| applying.borrow_mut().clear());
+        let applied = hand_over(|function| {
+            PgTryBuilder::new(|| unsafe {
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+                pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
+                pg_sys::PopActiveSnapshot();
+            })
+            .catch_others(|caught| match caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => failed_at_commit(&report),
+                panic => panic.rethrow(),
+            })
+            .execute()
+        });
+        if !applied {
+            return;
+        }
     }
     crate::errors::raise(
         PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
@@ -376,19 +373,28 @@ fn apply_at_commit() {
     )
 }
 
+/// Takes the transaction's changes out and hands them to chom_apply_pending(), which `call` calls by its oid;
+/// false when there was nothing to apply (no changes, or chom or its schema dropped in this very transaction:
+/// nothing is left to maintain).
+fn hand_over(call: impl FnOnce(pg_sys::Oid)) -> bool {
+    let taken = take();
+    let Some(function) = taken.first().and_then(|(target, _)| apply_function(target)) else { return false };
+    APPLYING.with(|applying| *applying.borrow_mut() = taken);
+    call(function);
+    APPLYING.with(|applying| applying.borrow_mut().clear());
+    true
+}
+
 /// Applies the changes recorded so far right away, as chom's owner (through chom_apply_pending(), as at
 /// commit); an error fails the statement. For a Citus worker's shard statements: there the commit is a
 /// PREPARE TRANSACTION sent to every node at once, and row locks first taken then would wait on transactions
 /// prepared on other nodes, a cycle Citus's deadlock detector does not see (the transactions would hang).
 /// Taken during the statement, they are ordinary waits, which it resolves.
 pub fn apply_now() {
-    let taken = take();
-    let Some((target, _)) = taken.first() else { return };
-    let Some(function) = apply_function(target) else { return };
-    APPLYING.with(|applying| *applying.borrow_mut() = taken);
     // SAFETY: as in apply_at_commit; the trigger's statement has an active snapshot.
-    unsafe { pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid) };
-    APPLYING.with(|applying| applying.borrow_mut().clear());
+    hand_over(|function| unsafe {
+        pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
+    });
 }
 
 /// Raises again, with its SQLSTATE, message and hint, an error that stopped the changes from being applied,

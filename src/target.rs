@@ -247,7 +247,7 @@ pub fn trigger_arguments(tgargs: &[u8]) -> Vec<String> {
 
 /// Like [`installed`], but an error with a hint when chom has not been installed on CHOM's tables yet.
 pub fn require_installed() -> Target {
-    crate::citus::require_coordinator("chom's functions");
+    crate::citus::require_coordinator("this function of chom's");
     installed().unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
