@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 export CHOM_CITUS_CARGO_FLAGS=--release
-# shellcheck source=../scripts/citus.sh
+# shellcheck source-path=SCRIPTDIR source=../scripts/citus.sh
 source "$HERE/../scripts/citus.sh"
 
 TENANTS=$((SITES / 5)); ORGS=$((TENANTS * 4 / 5))

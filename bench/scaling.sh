@@ -51,7 +51,9 @@ for n in "${SIZE_LIST[@]}"; do
   say "$n sites: bench/run.sh $BUILD --reads-only --sites $n --runs $RUNS --read-secs $READ_T ${EXTRA[*]} (log $dir/run.log)"
   bash "$HERE/run.sh" $BUILD --reads-only --sites "$n" --runs "$RUNS" --read-secs "$READ_T" --port "$PORT" \
     "${EXTRA[@]}" --out "$dir" >"$dir/run.log" 2>&1 || { tail -30 "$dir/run.log"; say "run.sh failed at $n sites"; exit 1; }
+  # shellcheck disable=SC2012 # run.sh's own file names (results-<date>-<time>.tsv): ls -t picks the newest
   res=$(ls -t "$dir"/results-*.tsv | head -1)
+  # shellcheck disable=SC2012 # likewise report-<date>-<time>.md
   rep=$(ls -t "$dir"/report-*.md | head -1)
   SPECS+=("$n=$res")
   REPORTS+=("$n sites: scaling-$STAMP/$n/$(basename "$rep")")

@@ -315,7 +315,7 @@ check_refusals() {
     ; CREATE TRIGGER some_trigger AFTER INSERT ON sites FOR EACH STATEMENT EXECUTE FUNCTION noop()" >/dev/null
   local out
   out=$(distribute "$db" 2>&1) && die "distribute.sql accepted operations without a tenant and a trigger"
-  grep -q "1 operations have no tenant_id" <<<"$out" && grep -q 'sites has triggers (some_trigger)' <<<"$out" \
+  { grep -q "1 operations have no tenant_id" <<<"$out" && grep -q 'sites has triggers (some_trigger)' <<<"$out"; } \
     || die "distribute.sql: unexpected refusal: $out"
   [ "$(q1 coord "$db" "SELECT count(*) FROM pg_dist_partition")" = 0 ] || die "distribute.sql left Citus tables behind"
   echo "  ok  operations without a tenant and a trigger on sites: refused, named, nothing changed"

@@ -72,7 +72,7 @@ run_build() {
   regress=$pkglibdir/pgxs/src/test/isolation/pg_isolation_regress
   echo "=== $version ($pg_config)"
 
-  local missing= detail=
+  local missing='' detail=''
   if ! [ -x "$regress" ] || ! [ -x "$(dirname "$regress")/isolationtester" ]; then
     missing="no pg_isolation_regress" detail="pg_isolation_regress/isolationtester not found under $(dirname "$regress")"
   elif ! [ -f "$sharedir/extension/chom.control" ] || ! [ -f "$pkglibdir/$LIBRARY" ]; then

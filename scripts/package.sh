@@ -36,7 +36,7 @@ cargo pgrx package --pg-config "$pg_config" --no-default-features --features "pg
 
 # earlier releases with a library of their own name, built from their commits (scripts/releases)
 while read -r release commit; do
-  [ -n "$release" ] && [ "${release:0:1}" != "#" ] && [ "$release" != "$version" ] || continue
+  { [ -n "$release" ] && [ "${release:0:1}" != "#" ] && [ "$release" != "$version" ]; } || continue
   if git show "$commit:chom.control" | grep -q '^module_pathname'; then
     continue   # before 0.3.0: one chom.so for every release, not the package's to carry
   fi

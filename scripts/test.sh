@@ -32,10 +32,11 @@ for v in $versions; do
   pgdata=/tmp/chom-pgrx-$v
   rm -rf "$pgdata"; mkdir -p "$pgdata"; chown "$TEST_USER" "$pgdata" 2>/dev/null || true
   cargo pgrx test "pg$v" --runas "$TEST_USER" --pgdata "$pgdata" 2>&1 | tee "/tmp/chom-test-pg$v.log" | grep -E "^test |test result|panicked|error" || true
-  grep -q "test result: ok" "/tmp/chom-test-pg$v.log" && ! grep -q "test result: FAILED" "/tmp/chom-test-pg$v.log" \
+  { grep -q "test result: ok" "/tmp/chom-test-pg$v.log" && ! grep -q "test result: FAILED" "/tmp/chom-test-pg$v.log"; } \
     || { echo "pg_test failed on Postgres $v: see /tmp/chom-test-pg$v.log"; tail -80 "/tmp/chom-test-pg$v.log"; exit 1; }
   if [[ " ${CHOM_UPGRADE_VERSIONS:-15 18} " == *" $v "* ]]; then
-    for release in $(awk 'NF && !/^#/ { print $1 }' scripts/releases); do
+    mapfile -t releases < <(awk 'NF && !/^#/ { print $1 }' scripts/releases)
+    for release in "${releases[@]}"; do
       # the release installed (its library is $libdir/chom), a database created and used with it and a session
       # left open; the test then installs this version (the command below) while the server runs, checks the
       # window before ALTER EXTENSION chom UPDATE, updates from the old session and compares with a fresh install
@@ -46,8 +47,8 @@ for v in $versions; do
         cargo test --features integration --test upgrade
     done
   fi
-  cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >/tmp/chom-install-pg$v.log 2>&1 \
-    || { cat /tmp/chom-install-pg$v.log; exit 1; }
+  cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >"/tmp/chom-install-pg$v.log" 2>&1 \
+    || { cat "/tmp/chom-install-pg$v.log"; exit 1; }
   echo "=== Postgres $v: integration tests"
   CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel --test monitoring -- --test-threads 2
   echo "=== Postgres $v: isolation specs"
