@@ -1,13 +1,40 @@
--- Privileges. The application role may call chom_pick_vps(), chom_tenant_stats(), chom_cache_drift(),
--- chom_vps_drift(), chom_status() and chom_vps_load() (EXECUTE is PUBLIC by default). The DBA functions are
--- not for PUBLIC; delegate them with GRANT EXECUTE ON FUNCTION ... TO <role> (see README).
-REVOKE ALL ON FUNCTION chom_install(), chom_uninstall(), chom_index_ddl(boolean), chom_repair_drift(),
-    chom_refresh_all(integer), chom_refresh_tenant(uuid), chom_drain_vps_deltas() FROM PUBLIC;
+-- Privileges (SECURITY.md). The application role may call chom_pick_vps(), chom_tenant_stats(),
+-- chom_tenant_quota(), chom_cache_drift(), chom_vps_drift(), chom_status() and chom_vps_load() (EXECUTE is PUBLIC
+-- by default). chom_install() and chom_uninstall() are PUBLIC too and refuse (42501) any caller who is neither a
+-- superuser nor the owner of CHOM's tables: the application's migrations install chom after a DBA created the
+-- extension. The other DBA functions are not for PUBLIC; delegate them with GRANT EXECUTE ON FUNCTION ... TO
+-- <role> (see README).
+REVOKE ALL ON FUNCTION chom_index_ddl(boolean), chom_repair_drift(), chom_refresh_all(integer),
+    chom_refresh_tenant(uuid), chom_drain_vps_deltas() FROM PUBLIC;
 -- The batched refresh is a DBA's too; its batches are chom.refresh_batch() (a procedure cannot be SECURITY
 -- DEFINER and commit), so delegating it grants both. chom_metrics() and chom_drift_probe() are for monitoring
 -- roles: PUBLIC.
 REVOKE ALL ON PROCEDURE chom_refresh_all_batched(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) FROM PUBLIC;
+-- Every function of chom's resolves names in pg_catalog only, whoever calls it with whatever search_path: a
+-- function or operator that another role put in a schema of the caller's path is never chom's. (Rows of CHOM's
+-- tables are written as their owner, inside a security-restricted operation: src/identity.rs.)
+ALTER FUNCTION chom_install() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_uninstall() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_index_ddl(boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_status() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_index_usage() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_tenant_stats(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_tenant_quota(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_refresh_tenant(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_refresh_all(integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_cache_drift() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_vps_drift() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_repair_drift() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_drain_vps_deltas() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_drift_probe(integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_metrics() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_vps_load() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.guard_dropped_columns(oid[], text[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.guard_altered_tables(oid[], integer[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.refuse_transaction_block(text) SET search_path = pg_catalog, pg_temp;
+
 -- chom records its runs through chom.record_run(), as chom's owner (whoever runs the repair or the probe needs
 -- no grant on chom.runs); it refuses any call that is not chom's own recording.
 ALTER FUNCTION chom.record_run() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
@@ -25,14 +52,9 @@ ALTER FUNCTION chom_sites_aggregates() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_vps_registry() SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION chom_sites_aggregates(), chom_vps_registry() FROM PUBLIC;
 
--- chom applies each transaction's changes at commit through chom_apply_pending(), called by chom itself
--- (no SQL caller needs EXECUTE). It runs as chom's owner, so the application's writes to sites need no grant
--- on chom's tables; its search_path is pinned and every name it uses is schema-qualified. Its statements take
--- arrays whose length the planner sees in a custom plan, which then always looks cheaper than the generic
--- one: without force_generic_plan every single-row write would be planned again (measured: 0.45 ms per
--- single-row insert, 0.2 ms with it).
-ALTER FUNCTION chom_apply_pending()
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
+-- chom applies each transaction's changes at commit from its library's own transaction callback, as the
+-- tables' owner and as chom (src/identity.rs). chom_apply_pending() is only what chom 0.3.0's library looks up at
+-- commit: it applies nothing and refuses every call (42501), so such a transaction rolls back whole.
 REVOKE ALL ON FUNCTION chom_apply_pending() FROM PUBLIC;
 
 -- chom_pick_vps() reads chom.vps_load (readable by all) and reserves with an advisory lock: it needs no

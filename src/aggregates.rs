@@ -11,6 +11,7 @@
 use crate::citus;
 use crate::db;
 use crate::errors::raise;
+use crate::identity::{run_as, Principal};
 use crate::pending::{self, Changes, UuidBytes};
 use crate::plans::execute;
 use crate::plans::types::{INT4, INT4_ARRAY, INT8, INT8_ARRAY, TID_ARRAY, UUID, UUID_ARRAY};
@@ -208,8 +209,8 @@ fn checked_vps_change(sites: i64) -> i32 {
     i32::try_from(sites).unwrap_or_else(|_| out_of_range("a VPS's site count"))
 }
 
-/// Applies a committing transaction's changes: first every tenant, locked in id order, then every VPS row,
-/// locked in id order. Every commit takes chom's row locks in this one order, and no lock of chom's is taken
+/// Applies a committing transaction's changes: first every tenant, locked in id order, as the owner of CHOM's
+/// tables, then every VPS row, locked in id order, as chom ([`crate::identity`]). Every commit takes chom's row locks in this one order, and no lock of chom's is taken
 /// before commit, so committing transactions can wait for each other but never in a cycle. A single tenant
 /// (the common single-row write) is updated by a plain keyed UPDATE; several are locked first and then
 /// reached by the ctid the lock pass returns, without a second index look-up.
@@ -218,14 +219,12 @@ pub fn apply(target: &Target, changes: &Changes) {
         // CHOM's tables were dropped in this very transaction: nothing is left to keep exact
         return;
     }
-    Spi::connect_mut(|client| {
-        apply_tenants(client, target, changes);
-        if target.placement.is_some() {
-            queue_vps(client, target, changes);
-        } else if changes.touches_vps() {
-            apply_vps(client, target, changes);
-        }
-    });
+    run_as(target, Principal::TablesOwner, || Spi::connect_mut(|client| apply_tenants(client, target, changes)));
+    if target.placement.is_some() {
+        run_as(target, Principal::Chom, || Spi::connect_mut(|client| queue_vps(client, target, changes)));
+    } else if changes.touches_vps() {
+        run_as(target, Principal::Chom, || Spi::connect_mut(|client| apply_vps(client, target, changes)));
+    }
 }
 
 /// On a Citus worker: the per-VPS changes go to the outbox shard colocated with the sites shard, in this
@@ -306,7 +305,7 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
 /// downgrade can still delete, soft delete and move sites out), and they are checked after their update, on
 /// the rows this commit holds locked: exact under any concurrency.
 fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
-    if !crate::settings::ENFORCE_SITE_QUOTA.get() || !target.tier_limits_exist() {
+    if !crate::settings::site_quota_enforced() || !target.tier_limits_exist() {
         return;
     }
     let raised: Vec<UuidBytes> =
@@ -388,7 +387,8 @@ fn apply_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
 /// Recounts the VPSes' live sites into chom.vps_load. A VPS without a row gets one first (with no count), and
 /// the rows are locked before the count, in a statement of its own: a concurrent commit that changed the
 /// VPS has then either finished (and its sites are counted) or not started its change (and adds it on top).
-/// Counting first and inserting the row on conflict would let two such recounts overwrite each other.
+/// Counting first and inserting the row on conflict would let two such recounts overwrite each other. Runs as
+/// whoever calls it: chom's commit step and repair call it as chom.
 pub fn recount_vps(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid]) {
     if target.distributed {
         // on Citus the count is settled against the outbox, which a committing drain must not change meanwhile

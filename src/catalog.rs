@@ -3,7 +3,7 @@
 //! chom added, and the DDL for each of them.
 
 use crate::target::Target;
-use pgrx::spi::quote_identifier;
+use pgrx::spi::{quote_identifier, quote_literal};
 
 /// The comment chom puts on the indexes it builds (and on those chom_index_ddl() builds), so that an index
 /// with a managed name that somebody else made (CHOM's own migration, say) is never taken for chom's.
@@ -83,13 +83,8 @@ impl ManagedIndex {
     }
 
     pub fn mark_sql(&self, target: &Target) -> String {
-        format!("COMMENT ON INDEX {} IS '{INDEX_MARKER}'", self.qualified(target))
+        format!("COMMENT ON INDEX {} IS {}", self.qualified(target), quote_literal(INDEX_MARKER))
     }
-}
-
-/// A SQL string literal.
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The whole index catalogue, in a stable order.
@@ -181,10 +176,10 @@ impl ManagedTrigger {
     /// The CREATE TRIGGER statement; the trigger carries the current names of the columns chom uses as its
     /// arguments (see [`crate::target::column_roles`]).
     pub fn create_sql(&self, target: &Target) -> String {
-        let names: Vec<String> = target.columns.iter().map(|name| quote_literal(name)).collect();
+        let names: Vec<String> = target.columns.iter().map(quote_literal).collect();
         format!(
             "CREATE TRIGGER {} AFTER {} ON {} {} FOR EACH STATEMENT EXECUTE FUNCTION {}.{}({})",
-            self.name,
+            quote_identifier(self.name),
             self.event,
             target.table(self.table),
             self.referencing,
@@ -195,7 +190,7 @@ impl ManagedTrigger {
     }
 
     pub fn on(&self, target: &Target) -> String {
-        format!("{} ON {}", self.name, target.table(self.table))
+        format!("{} ON {}", quote_identifier(self.name), target.table(self.table))
     }
 
     pub fn by_name(name: &str) -> &'static ManagedTrigger {

@@ -11,6 +11,7 @@
 //! rest on that.
 
 use crate::errors::raise;
+use crate::identity::{run_as, Principal};
 use crate::plans::types::{INT8, TEXT};
 use crate::queries::{self, Query};
 use crate::target::{Target, CHOM_SCHEMA};
@@ -267,19 +268,22 @@ pub fn drop_outbox(target: &Target) {
 /// not held up. A drain commits on the coordinator before its deletes commit on the workers; the lock makes a
 /// second drain, or a recount against the outbox, wait for both.
 pub fn hold_off_drains(target: &Target) {
-    crate::db::run(&queries::sql(target, Query::HoldOffDrains), &[]);
+    run_as(target, Principal::Chom, || crate::db::run(&queries::sql(target, Query::HoldOffDrains), &[]));
 }
 
 /// Moves the per-VPS changes the workers' commits left in the outbox into `chom.vps_load`, in one distributed
 /// transaction: the outbox rows are deleted where `chom.vps_load` is updated, so each change counts exactly
 /// once whatever fails. An empty outbox costs one read of its shards. Returns the number of VPS rows changed.
+/// Runs as chom, whose tables these are, whoever calls it.
 pub fn drain(target: &Target) -> i64 {
-    if crate::db::one::<i32>(&queries::sql(target, Query::OutboxQueued), &[]).is_none() {
-        return 0;
-    }
-    hold_off_drains(target);
-    Spi::connect_mut(|client| {
-        crate::plans::execute(client, &queries::sql(target, Query::DrainVpsDeltas), &[], &[]).len() as i64
+    run_as(target, Principal::Chom, || {
+        if crate::db::one::<i32>(&queries::sql(target, Query::OutboxQueued), &[]).is_none() {
+            return 0;
+        }
+        hold_off_drains(target);
+        Spi::connect_mut(|client| {
+            crate::plans::execute(client, &queries::sql(target, Query::DrainVpsDeltas), &[], &[]).len() as i64
+        })
     })
 }
 

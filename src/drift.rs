@@ -2,6 +2,7 @@
 //! values exact, so drift only comes from writes that bypassed them (session_replication_role = replica,
 //! disabled triggers, partial restores); these functions find it and mend it.
 
+use crate::identity::{run_as, Principal};
 use crate::monitoring::{record, Run, RunKind};
 use crate::pending;
 use crate::plans::types::UUID_ARRAY;
@@ -42,7 +43,7 @@ pub(crate) fn vps_drift(target: &Target, ids: Option<Vec<Uuid>>) -> Vec<(Uuid, O
 /// Every tenant whose cached site count or storage differs from a recount of its live sites (CHOM's accuracy
 /// spot-check, over all tenants). Empty when every cached value is exact. Inside a transaction that wrote
 /// sites, its own pending changes count as applied (they are, at commit).
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 pub fn chom_cache_drift() -> TableIterator<
     'static,
     (
@@ -59,7 +60,7 @@ pub fn chom_cache_drift() -> TableIterator<
 
 /// Every VPS whose maintained live-site count (chom.vps_load) differs from a recount; `cached_live_sites` is
 /// NULL when the VPS has no row at all. Empty when every count is exact.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 pub fn chom_vps_drift(
 ) -> TableIterator<'static, (name!(vps_id, Uuid), name!(cached_live_sites, Option<i64>), name!(actual_live_sites, i64))>
 {
@@ -87,7 +88,7 @@ fn repair(target: &Target) -> i64 {
             drifted
         } else {
             let lock = queries::sql(target, Query::LockTenants);
-            crate::db::run(&lock, &[drifted.clone().into()]);
+            run_as(target, Principal::TablesOwner, || crate::db::run(&lock, &[drifted.clone().into()]));
             tenant_drift(target, Some(drifted)).into_iter().map(|row| row.0).collect()
         };
         if !still.is_empty() {
@@ -102,13 +103,17 @@ fn repair(target: &Target) -> i64 {
     run.vps_drifted = Some(drifted.len() as i64);
     run.vps_fixed = Some(0);
     if !drifted.is_empty() {
-        Spi::connect_mut(|client| {
-            let lock = queries::sql(target, Query::LockVps);
-            crate::plans::execute(client, &lock, &[UUID_ARRAY], &[drifted.clone().into()]);
+        run_as(target, Principal::Chom, || {
+            Spi::connect_mut(|client| {
+                let lock = queries::sql(target, Query::LockVps);
+                crate::plans::execute(client, &lock, &[UUID_ARRAY], &[drifted.clone().into()]);
+            })
         });
         let still: Vec<Uuid> = vps_drift(target, Some(drifted)).into_iter().map(|row| row.0).collect();
         if !still.is_empty() {
-            Spi::connect_mut(|client| crate::aggregates::recount_vps(client, target, &still));
+            run_as(target, Principal::Chom, || {
+                Spi::connect_mut(|client| crate::aggregates::recount_vps(client, target, &still))
+            });
             pending::recounted(target, &[], &still);
             fixed += still.len() as i64;
             run.vps_fixed = Some(still.len() as i64);

@@ -79,8 +79,8 @@ mod tests {
             ("SELECT * FROM chom_cache_drift()", None),
             ("SELECT * FROM chom_vps_drift()", None),
             ("SELECT chom_repair_drift()", None),
-            ("SET chom.stale_after = '-1s'", Some("22023")),
-            ("SET chom.install_on_create = 'maybe'", Some("22023")),
+            ("SET chom.max_staleness = '-1s'", Some("22023")),
+            ("SET chom.site_quota = 'maybe'", Some("22023")),
         ];
         for (call, expected) in cases {
             assert_eq!(sqlstate(call).as_deref(), *expected, "{call}");

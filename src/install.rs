@@ -4,12 +4,13 @@
 //! Lock order (both directions, documented in the README): sites, vps_servers, then tenants. Site writers take
 //! sites before tenants too, so an install waits for them instead of deadlocking with them.
 
-use crate::catalog::{self, quote_literal, ManagedIndex, ManagedTrigger};
+use crate::catalog::{self, ManagedIndex, ManagedTrigger};
 use crate::control::{self, IndexDdl, Step, UninstallStep};
+use crate::identity::{self, Principal};
 use crate::queries::{self, Query};
 use crate::target::{self, Target, CHOM_SCHEMA};
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
+use pgrx::spi::{quote_identifier, quote_literal};
 use pgrx::PgSqlErrorCode;
 
 fn run(sql: &str) {
@@ -27,7 +28,7 @@ fn install_target() -> Target {
         crate::errors::raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             "chom cannot be installed: no tenants table was found",
-            Some("Create CHOM's tables (or restore them) first, or SET chom.target_schema to their schema."),
+            Some("Create CHOM's tables (or restore them) first, or have a superuser set chom.install_schema."),
         )
     })
 }
@@ -42,22 +43,27 @@ fn install_target() -> Target {
 pub fn chom_install() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
     let target = install_target();
     target::check_required(&target);
+    identity::require_tables_owner_or_superuser(&target, "chom_install()");
+    target::check_ownership(&target);
     if target.distributed {
         crate::citus::check_layout(&target);
         crate::citus::refuse_inside_create_extension();
     }
-    let plan = crate::citus::with_citus_settings(&target, || {
-        lock_tables(&target);
-        target::forget_installed();
-        if target.distributed {
-            crate::citus::ensure_outbox(&target);
-        }
-        let states = control::classify(&crate::inspect::inspect(&target));
-        let plan = control::plan_install(&states, crate::settings::TENANTS_FILLFACTOR.get());
-        for step in &plan.steps {
-            apply(&target, step);
-        }
-        plan
+    // chom's DDL as chom: the caller may be the tables' owner, who cannot attach chom's trigger functions
+    let plan = identity::run_as(&target, Principal::Chom, || {
+        crate::citus::with_citus_settings(&target, || {
+            lock_tables(&target);
+            target::forget_installed();
+            if target.distributed {
+                crate::citus::ensure_outbox(&target);
+            }
+            let states = control::classify(&crate::inspect::inspect(&target));
+            let plan = control::plan_install(&states, crate::settings::tenants_fillfactor());
+            for step in &plan.steps {
+                apply(&target, step);
+            }
+            plan
+        })
     });
     target::forget_installed();
     let rows: Vec<(String, String, String)> =
@@ -97,7 +103,9 @@ pub(crate) fn apply(target: &Target, step: &Step) {
         Step::Fill => {
             // exact from here on: every tenant and VPS recounted while sites writers wait on the install's lock
             let all = || Option::<Vec<pgrx::Uuid>>::None.into();
-            crate::db::run(&queries::sql(target, Query::RecountTenants), &[all()]);
+            identity::run_as(target, Principal::TablesOwner, || {
+                crate::db::run(&queries::sql(target, Query::RecountTenants), &[all()])
+            });
             crate::db::run(&queries::sql(target, Query::RecountVps), &[all()]);
             crate::db::run(&queries::sql(target, Query::ForgetGoneVps), &[all()]);
         }
@@ -115,9 +123,11 @@ pub(crate) fn apply(target: &Target, step: &Step) {
         Step::ReplaceTrigger(trigger) => {
             run(&trigger.create_sql(target).replacen("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1))
         }
-        Step::EnableTrigger(trigger) => {
-            run(&format!("ALTER TABLE {} ENABLE TRIGGER {}", target.table(trigger.table), trigger.name))
-        }
+        Step::EnableTrigger(trigger) => run(&format!(
+            "ALTER TABLE {} ENABLE TRIGGER {}",
+            target.table(trigger.table),
+            quote_identifier(trigger.name)
+        )),
         Step::MarkTrigger { fillfactor_by_chom } => {
             let marker = if *fillfactor_by_chom { catalog::TRIGGER_MARKER_FILLFACTOR } else { catalog::TRIGGER_MARKER };
             let trigger = ManagedTrigger::by_name(catalog::MARKED_TRIGGER);
@@ -134,12 +144,17 @@ pub(crate) fn apply(target: &Target, step: &Step) {
 pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
     let Some(target) = target::installed() else {
         pgrx::notice!("chom is not installed on CHOM's tables: nothing to remove");
-        crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
+        // the loads of tables chom is no longer on mean nothing (chom_pick_vps() refuses without an install)
+        let chom = Target::new(String::new(), String::new());
+        identity::run_as(&chom, Principal::Chom, || {
+            crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[])
+        });
         return TableIterator::new(Vec::new());
     };
+    identity::require_tables_owner_or_superuser(&target, "chom_uninstall()");
     // what this transaction's writes would still apply at commit goes with the triggers and columns
     crate::pending::discard();
-    crate::citus::with_citus_settings(&target, || uninstall(&target))
+    identity::run_as(&target, Principal::Chom, || crate::citus::with_citus_settings(&target, || uninstall(&target)))
 }
 
 fn uninstall(
@@ -205,7 +220,7 @@ pub fn chom_index_ddl(concurrently: default!(Option<bool>, true)) -> SetOfIterat
         crate::errors::raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             "no tenants table was found: there is no CHOM schema to index",
-            Some("SET chom.target_schema to the schema that holds CHOM's tables."),
+            Some("A superuser sets chom.install_schema to the schema that holds CHOM's tables."),
         )
     });
     let states = control::classify(&crate::inspect::inspect(&target));

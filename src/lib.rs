@@ -20,6 +20,7 @@ mod drain_worker;
 mod drift;
 mod errors;
 mod guard;
+mod identity;
 mod inspect;
 mod install;
 mod monitoring;

@@ -328,43 +328,31 @@ fn end_subtransaction(subtransaction: pg_sys::SubTransactionId, parent: pg_sys::
     });
 }
 
-thread_local! {
-    /// The changes being applied by the current commit, handed to chom_apply_pending().
-    static APPLYING: RefCell<Vec<(Target, Changes)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Applies the transaction's changes through chom_apply_pending(), a SECURITY DEFINER function of chom's
-/// schema: it runs as chom's owner with its pinned search_path, whoever commits. Called at pre-commit and
-/// pre-prepare; an error here fails the COMMIT and rolls the whole transaction back.
-///
-/// The hand-over goes through this library's [`APPLYING`] and a look-up of the function by name: after an
-/// `ALTER EXTENSION chom UPDATE` to a later release, the name points at that release's library, whose slot is
-/// empty. Before the next release, apply in the library that recorded the changes (taking the owner's identity
-/// and a pinned search_path here) or pass the changes as an argument, so that a transaction that wrote through
-/// this release and commits after the update still applies them. (0.1.0 and 0.2.0 register no transaction
-/// callback, so the update to 0.3.0 is not affected.)
+/// Applies the transaction's changes, in this library, from its own transaction callback: at pre-commit and
+/// pre-prepare. Rows of CHOM's tables are written as their owner and chom's own rows as chom, each inside a
+/// security-restricted operation ([`crate::identity`]); an error here fails the COMMIT and rolls the whole
+/// transaction back, with a DETAIL naming chom's step.
 fn apply_at_commit() {
     // The statements that apply the changes could, through the application's own triggers on tenants, write
     // sites again: apply until nothing is left, a bounded number of rounds.
     for _ in 0..8 {
-        // SAFETY: a function of chom's, taking no arguments; fmgr switches to its owner and settings. At commit
-        // no statement is running, so there is no active snapshot for SPI: one is pushed (each of chom's
-        // statements then takes a fresh one of its own, as in any READ COMMITTED statement).
-        let applied = hand_over(|function| {
-            PgTryBuilder::new(|| unsafe {
-                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-                pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
-                pg_sys::PopActiveSnapshot();
-            })
-            .catch_others(|caught| match caught {
-                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => failed_at_commit(&report),
-                panic => panic.rethrow(),
-            })
-            .execute()
-        });
-        if !applied {
+        let taken = take();
+        if taken.is_empty() {
             return;
         }
+        // SAFETY: at commit no statement is running, so there is no active snapshot for SPI: one is pushed
+        // (each of chom's statements then takes a fresh one of its own, as in any READ COMMITTED statement) and
+        // popped again; after an error, the transaction's abort clears the snapshot stack.
+        PgTryBuilder::new(move || unsafe {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            apply(taken);
+            pg_sys::PopActiveSnapshot();
+        })
+        .catch_others(|caught| match caught {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => failed_at_commit(&report),
+            panic => panic.rethrow(),
+        })
+        .execute();
     }
     crate::errors::raise(
         PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
@@ -373,36 +361,32 @@ fn apply_at_commit() {
     )
 }
 
-/// Takes the transaction's changes out and hands them to chom_apply_pending(), which `call` calls by its oid;
-/// false when there was nothing to apply (no changes, or chom or its schema dropped in this very transaction:
-/// nothing is left to maintain).
-fn hand_over(call: impl FnOnce(pg_sys::Oid)) -> bool {
-    let taken = take();
-    let Some(function) = taken.first().and_then(|(target, _)| apply_function(target)) else { return false };
-    APPLYING.with(|applying| *applying.borrow_mut() = taken);
-    call(function);
-    APPLYING.with(|applying| applying.borrow_mut().clear());
-    true
+/// Applies changes taken out of the pending frames, to the installation as it is now (the cache is dropped by
+/// any change to CHOM's tables: the transaction may have renamed a column chom uses since it wrote).
+fn apply(taken: Vec<(Target, Changes)>) {
+    for (target, changes) in taken {
+        if let Some(now) = crate::target::installed().filter(|now| now.schema == target.schema) {
+            crate::aggregates::apply(&now.on_placement(target.placement), &changes);
+        }
+        // else chom was uninstalled from these tables in this very transaction: nothing is left to maintain
+    }
 }
 
-/// Applies the changes recorded so far right away, as chom's owner (through chom_apply_pending(), as at
-/// commit); an error fails the statement. For a Citus worker's shard statements: there the commit is a
-/// PREPARE TRANSACTION sent to every node at once, and row locks first taken then would wait on transactions
-/// prepared on other nodes, a cycle Citus's deadlock detector does not see (the transactions would hang).
-/// Taken during the statement, they are ordinary waits, which it resolves.
+/// Applies the changes recorded so far right away, as at commit; an error fails the statement. For a Citus
+/// worker's shard statements: there the commit is a PREPARE TRANSACTION sent to every node at once, and row
+/// locks first taken then would wait on transactions prepared on other nodes, a cycle Citus's deadlock
+/// detector does not see (the transactions would hang). Taken during the statement, they are ordinary waits,
+/// which it resolves.
 pub fn apply_now() {
-    // SAFETY: as in apply_at_commit; the trigger's statement has an active snapshot.
-    hand_over(|function| unsafe {
-        pg_sys::OidFunctionCall0Coll(function, pg_sys::InvalidOid);
-    });
+    apply(take());
 }
 
 /// Raises again, with its SQLSTATE, message and hint, an error that stopped the changes from being applied,
 /// with a DETAIL saying that it was chom's step of the COMMIT and that nothing of the transaction was kept.
 fn failed_at_commit(report: &ErrorReportWithLevel) -> ! {
     let mut detail = String::from(
-        "chom was applying this transaction's changes to the cached aggregates at commit: the COMMIT failed and \
-         the whole transaction was rolled back.",
+        "chom was applying this transaction's changes to the cached aggregates at commit, as the owner of CHOM's \
+         tables in a security-restricted operation: the COMMIT failed and the whole transaction was rolled back.",
     );
     if let Some(original) = report.detail() {
         detail = format!("{original} {detail}");
@@ -415,48 +399,19 @@ fn failed_at_commit(report: &ErrorReportWithLevel) -> ! {
     unreachable!("ERROR does not return")
 }
 
-/// The oid of `chom_apply_pending()` in chom's schema, None when it no longer exists.
-fn apply_function(target: &Target) -> Option<pg_sys::Oid> {
-    let schema = std::ffi::CString::new(target.extension_schema.as_str()).ok()?;
-    // SAFETY: catalogue look-ups by name; a missing schema or function gives InvalidOid.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let no_arguments = pg_sys::buildoidvector(std::ptr::null(), 0);
-        let function = pg_sys::GetSysCacheOid(
-            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as i32,
-            pg_sys::Anum_pg_proc_oid as i16,
-            pg_sys::Datum::from(c"chom_apply_pending".as_ptr()),
-            pg_sys::Datum::from(no_arguments),
-            pg_sys::Datum::from(namespace),
-            pg_sys::Datum::from(0),
-        );
-        (function != pg_sys::InvalidOid).then_some(function)
-    }
-}
-
-/// Applies the committing transaction's pending changes to the aggregates. Called by chom itself at commit
-/// (as chom's owner); an error for anyone else.
+/// Kept for chom 0.3.0's library, which looks this function up by name at commit: since 0.4.0 each library
+/// applies its own transaction's changes, so a call always finds nothing to apply (42501). A transaction that
+/// wrote through 0.3.0's library and commits after `ALTER EXTENSION chom UPDATE` is therefore rolled back
+/// whole, never half-applied.
 #[pg_extern(volatile, parallel_unsafe)]
 fn chom_apply_pending() {
-    let applying = APPLYING.with(|applying| std::mem::take(&mut *applying.borrow_mut()));
-    if applying.is_empty() {
-        crate::errors::raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "chom_apply_pending() is called by chom at commit only",
-            Some("chom applies each transaction's changes when it commits; there is nothing to call."),
-        )
-    }
-    // the installation as it is now (the cache is dropped by any change to CHOM's tables): the transaction may
-    // have renamed a column chom uses since it wrote
-    for (target, changes) in applying {
-        if let Some(now) = crate::target::installed().filter(|now| now.schema == target.schema) {
-            crate::aggregates::apply(&now.on_placement(target.placement), &changes);
-        }
-        // else chom was uninstalled from these tables in this very transaction: nothing is left to maintain
-    }
+    crate::errors::raise_with_detail(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "chom_apply_pending() is called by chom at commit only",
+        "A transaction that wrote through chom 0.3.0's library and commits after ALTER EXTENSION chom UPDATE \
+         reaches this function; it is rolled back whole.",
+        "Retry the transaction: it now runs with this release's library.",
+    )
 }
 
 #[pg_guard]
@@ -464,10 +419,7 @@ unsafe extern "C-unwind" fn on_transaction_event(event: pg_sys::XactEvent::Type,
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => apply_at_commit(),
         pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT => {}
-        _ => {
-            discard();
-            APPLYING.with(|applying| applying.borrow_mut().clear());
-        }
+        _ => discard(),
     }
 }
 

@@ -173,7 +173,7 @@ const RESERVATION_TAG: u16 = 0x6368;
 /// Every VPS with its live (not soft-deleted) site count and whether chom_pick_vps() may choose it (ignoring
 /// size, region and provider filters), least loaded first: the admin screen's withCount('sites') without
 /// counting. The calling transaction's own uncommitted writes are counted.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 pub fn chom_vps_load(
 ) -> TableIterator<'static, (name!(vps_id, Uuid), name!(hostname, String), name!(live_sites, i64), name!(eligible, bool))>
 {

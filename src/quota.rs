@@ -16,7 +16,7 @@ use pgrx::{PgSqlErrorCode, Uuid};
 /// limits row), `over_storage` whether it uses more storage than its tier allows (reported, never enforced).
 /// The calling transaction's own writes are counted. Unknown tenant or NULL: no row. Without a `tier_limits`
 /// table: 42P01.
-#[pg_extern(stable, strict, parallel_safe)]
+#[pg_extern(stable, strict, parallel_restricted)]
 pub fn chom_tenant_quota(
     tenant: Uuid,
 ) -> TableIterator<

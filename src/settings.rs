@@ -113,30 +113,25 @@ fn defined_by_another_library(name: &CStr) -> bool {
     }
 }
 
-/// `chom.stale_after`: how old `tenants.cached_at` may be before chom_tenant_stats() recomputes (default 5min).
-pub static STALE_AFTER_SECONDS: Setting<i32> = Setting::<i32>::new(c"chom.stale_after", 300);
+/// `chom.max_staleness`: how old `tenants.cached_at` may be before chom_tenant_stats() recomputes (default
+/// 5min). Superuser-set: a short window makes every read of a tenant queue a locked recount, a long one keeps
+/// writes that bypassed the triggers unseen. (0.1.0-0.3.0 read the user-settable `chom.stale_after`, which this
+/// release neither defines nor reads.)
+pub static MAX_STALENESS_SECONDS: Setting<i32> = Setting::<i32>::new(c"chom.max_staleness", 300);
 
-/// `chom.eligible_health`: the `vps_servers.health_status` values chom_pick_vps() accepts, comma separated.
-pub static ELIGIBLE_HEALTH: Setting<Option<CString>> =
-    Setting::<Option<CString>>::new(c"chom.eligible_health", Some(c"healthy,unknown"));
+/// `chom.install_schema`: the schema that holds CHOM's tables, when it is not the one found by looking for
+/// `tenants` (read by chom_install() and chom_index_ddl() only; later calls use the schema chom is installed
+/// on). Superuser-set: whoever sets it chooses the tables an install acts on. (Earlier releases read the
+/// user-settable `chom.target_schema`, which this release neither defines nor reads.)
+pub static INSTALL_SCHEMA: Setting<Option<CString>> = Setting::<Option<CString>>::new(c"chom.install_schema", None);
 
-/// `chom.target_schema`: the schema that holds CHOM's tables, when it is not the one found by looking for
-/// `tenants` (read by chom_install() only; later calls use the schema recorded at install).
-pub static TARGET_SCHEMA: Setting<Option<CString>> = Setting::<Option<CString>>::new(c"chom.target_schema", None);
+/// `chom.site_quota`: whether every transaction that raises a tenant's live sites above its tier's
+/// `tier_limits.max_sites` fails at commit (23514). Superuser-set (`ALTER DATABASE ... SET`, or `GRANT SET ON
+/// PARAMETER`): a session cannot turn it off.
+pub static SITE_QUOTA: Setting<bool> = Setting::<bool>::new(c"chom.site_quota", false);
 
-/// `chom.install_on_create`: whether CREATE EXTENSION installs on CHOM's tables right away (default on). Off is
-/// the online path: build the indexes with chom_index_ddl() first, then run chom_install(). Read by
-/// sql/finalize.sql; registered here so that it is validated and shown by SHOW.
-pub static INSTALL_ON_CREATE: Setting<bool> = Setting::<bool>::new(c"chom.install_on_create", true);
-
-/// `chom.tenants_fillfactor`: the fillfactor chom_install() gives `tenants` when the table has none of its own
-/// (default 70; 100 leaves the table as it is). The free room on each page is what lets the triggers' counter
-/// updates be HOT when one statement changes many tenants of the same page.
-pub static TENANTS_FILLFACTOR: Setting<i32> = Setting::<i32>::new(c"chom.tenants_fillfactor", 70);
-
-/// `chom.enforce_site_quota`: whether a transaction that raises a tenant's live sites above its tier's
-/// `tier_limits.max_sites` fails at commit (23514). Off by default; on per database (`ALTER DATABASE ... SET`),
-/// role or session.
+/// `chom.enforce_site_quota`: a session (or role) may turn the quota on for itself where `chom.site_quota`
+/// leaves it off; off never turns `chom.site_quota` off. (0.3.0's name, which it read alone, user-settable.)
 pub static ENFORCE_SITE_QUOTA: Setting<bool> = Setting::<bool>::new(c"chom.enforce_site_quota", false);
 
 /// `chom.drain_databases`: on a Citus coordinator, the databases whose outbox of per-VPS changes chom's
@@ -147,12 +142,53 @@ pub static DRAIN_DATABASES: Setting<Option<CString>> = Setting::<Option<CString>
 /// `chom.drain_interval`: how long chom's drain worker waits between two drains (default 1s).
 pub static DRAIN_INTERVAL_MS: Setting<i32> = Setting::<i32>::new(c"chom.drain_interval", 1000);
 
+/// The settings that chom 0.1.0 and 0.2.0 define, without looking whether another library did first: a library
+/// of this release loaded before one of theirs must not define them (theirs would then fail to load with
+/// "attempt to redefine parameter"), so this one reads them by name, as placeholders or as the older library's
+/// variables, and checks their values where it uses them.
+/// `chom.eligible_health`: the `vps_servers.health_status` values chom_pick_vps() accepts, comma separated.
+const ELIGIBLE_HEALTH: &CStr = c"chom.eligible_health";
+/// `chom.tenants_fillfactor`: the fillfactor chom_install() gives `tenants` when the table has none of its own
+/// (default 70; 100 leaves the table as it is). The free room on each page is what lets the counter updates
+/// be HOT when one statement changes many tenants of the same page.
+const TENANTS_FILLFACTOR: &CStr = c"chom.tenants_fillfactor";
+/// The user-settable names of earlier releases that this one no longer reads, with the guarded setting that
+/// replaced each.
+pub const RETIRED: [(&CStr, &str); 2] =
+    [(c"chom.stale_after", "chom.max_staleness"), (c"chom.target_schema", "chom.install_schema")];
+
+/// The value of a setting read by name (a placeholder or another library's variable), None when unset.
+pub fn by_name(name: &CStr) -> Option<String> {
+    // SAFETY: a look-up by name with missing_ok; the result is copied at once (it may point into a static
+    // buffer).
+    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    (!value.is_null())
+        .then(|| unsafe { CStr::from_ptr(value) }.to_string_lossy().trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether the site quota holds for this transaction: `chom.site_quota`, or a session's `chom.enforce_site_quota`.
+pub fn site_quota_enforced() -> bool {
+    SITE_QUOTA.get() || ENFORCE_SITE_QUOTA.get()
+}
+
+/// `chom.tenants_fillfactor`, checked: 10 to 100 (22023 otherwise), 70 when unset.
+pub fn tenants_fillfactor() -> i32 {
+    let Some(raw) = by_name(TENANTS_FILLFACTOR) else { return 70 };
+    raw.parse::<i32>().ok().filter(|ff| (10..=100).contains(ff)).unwrap_or_else(|| {
+        crate::errors::invalid_argument(
+            format!("chom.tenants_fillfactor is \"{raw}\", not a whole number from 10 to 100"),
+            "SET chom.tenants_fillfactor to 10-100 (100 leaves tenants as it is), or RESET it.",
+        )
+    })
+}
+
 pub const HEALTH_STATES: [&str; 4] = ["healthy", "degraded", "unhealthy", "unknown"];
 
 /// Defines chom's settings; called once from _PG_init. Those another chom library in this backend defined
 /// already are read from it (see the module's doc).
 pub fn register() {
-    STALE_AFTER_SECONDS.define(|name, variable| {
+    MAX_STALENESS_SECONDS.define(|name, variable| {
         GucRegistry::define_int_guc(
             name,
             c"Age of tenants.cached_at after which chom_tenant_stats() recomputes a tenant's aggregates.",
@@ -160,49 +196,37 @@ pub fn register() {
             variable,
             0,
             i32::MAX,
-            GucContext::Userset,
+            GucContext::Suset,
             GucFlags::UNIT_S,
         )
     });
-    ELIGIBLE_HEALTH.define(|name, variable| {
-        GucRegistry::define_string_guc(
-            name,
-            c"Comma-separated vps_servers.health_status values that chom_pick_vps() treats as eligible.",
-            c"Any of healthy, degraded, unhealthy, unknown. CHOM's healthy() scope is healthy,unknown.",
-            variable,
-            GucContext::Userset,
-            GucFlags::default(),
-        )
-    });
-    INSTALL_ON_CREATE.define(|name, variable| {
+    SITE_QUOTA.define(|name, variable| {
         GucRegistry::define_bool_guc(
             name,
-            c"Whether CREATE EXTENSION chom installs on CHOM's tables right away.",
-            c"Off: only chom's functions; build indexes with chom_index_ddl(), then run chom_install().",
+            c"Whether a transaction that takes a tenant over its tier's max_sites fails at commit (SQLSTATE 23514).",
+            c"Checked on the locked tenant row with the transaction's net change: exact under any concurrency.",
             variable,
-            GucContext::Userset,
-            GucFlags::default(),
-        )
-    });
-    TENANTS_FILLFACTOR.define(|name, variable| {
-        GucRegistry::define_int_guc(
-            name,
-            c"Fillfactor chom_install() sets on tenants when the table has none of its own (100: leave it alone).",
-            c"Room on each page for new row versions keeps the triggers' counter updates HOT: no index entries.",
-            variable,
-            10,
-            100,
-            GucContext::Userset,
+            GucContext::Suset,
             GucFlags::default(),
         )
     });
     ENFORCE_SITE_QUOTA.define(|name, variable| {
         GucRegistry::define_bool_guc(
             name,
-            c"Whether a transaction that takes a tenant over its tier's max_sites fails at commit (SQLSTATE 23514).",
-            c"Checked on the locked tenant row with the transaction's net change: exact under any concurrency.",
+            c"Turns the site quota on for this session where chom.site_quota leaves it off.",
+            c"Off never turns chom.site_quota off.",
             variable,
             GucContext::Userset,
+            GucFlags::default(),
+        )
+    });
+    INSTALL_SCHEMA.define(|name, variable| {
+        GucRegistry::define_string_guc(
+            name,
+            c"Schema holding CHOM's tables, for chom_install() when more than one schema has a tenants table.",
+            c"Empty: the schema of the tenants table found first in search_path.",
+            variable,
+            GucContext::Suset,
             GucFlags::default(),
         )
     });
@@ -233,16 +257,6 @@ pub fn register() {
             GucFlags::UNIT_MS,
         )
     });
-    TARGET_SCHEMA.define(|name, variable| {
-        GucRegistry::define_string_guc(
-            name,
-            c"Schema holding CHOM's tables, for chom_install() when more than one schema has a tenants table.",
-            c"Empty: the schema of the tenants table found first in search_path.",
-            variable,
-            GucContext::Userset,
-            GucFlags::default(),
-        )
-    });
 }
 
 /// The value of a string setting, empty when unset.
@@ -252,7 +266,7 @@ pub fn string_value(setting: &Setting<Option<CString>>) -> String {
 
 /// The eligible health states, validated: an unknown state is a configuration error (22023), not a silent miss.
 pub fn eligible_health() -> Vec<String> {
-    let raw = string_value(&ELIGIBLE_HEALTH);
+    let raw = by_name(ELIGIBLE_HEALTH).unwrap_or_else(|| "healthy,unknown".to_string());
     let states: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     for state in &states {
         if !HEALTH_STATES.contains(&state.as_str()) {
@@ -269,39 +283,71 @@ pub fn eligible_health() -> Vec<String> {
 #[pgrx::pg_schema]
 mod tests {
     use super::*;
+    use crate::test_support::*;
     use pgrx::prelude::*;
 
     #[pg_test]
     fn a_setting_defined_by_a_library_is_told_from_a_placeholder_and_an_unknown_name() {
-        assert!(defined_by_another_library(c"chom.stale_after"), "defined by this library's _PG_init");
-        assert!(defined_by_another_library(c"chom.target_schema"), "a string setting whose value is NULL");
+        assert!(defined_by_another_library(c"chom.max_staleness"), "defined by this library's _PG_init");
+        assert!(defined_by_another_library(c"chom.install_schema"), "a string setting whose value is NULL");
         assert!(!defined_by_another_library(c"chom.no_such_setting"));
         Spi::run("SET chom.not_yet_defined = 'on'").unwrap();
         assert!(!defined_by_another_library(c"chom.not_yet_defined"), "a placeholder is defined over, not read");
+        for (retired, _) in RETIRED {
+            assert!(!defined_by_another_library(retired), "0.1.0 and 0.2.0 define {retired:?}: this release must not");
+        }
+        assert!(!defined_by_another_library(ELIGIBLE_HEALTH) && !defined_by_another_library(TENANTS_FILLFACTOR));
     }
 
     /// What a library that found the settings defined by an older chom library reads: the same values.
     #[pg_test]
     fn a_borrowed_setting_reads_the_value_of_the_library_that_defined_it() {
-        static STALE: Setting<i32> = Setting::<i32>::new(c"chom.stale_after", 1);
+        static STALE: Setting<i32> = Setting::<i32>::new(c"chom.max_staleness", 1);
         static QUOTA: Setting<bool> = Setting::<bool>::new(c"chom.enforce_site_quota", true);
-        static HEALTH: Setting<Option<CString>> = Setting::<Option<CString>>::new(c"chom.eligible_health", None);
-        static SCHEMA: Setting<Option<CString>> = Setting::<Option<CString>>::new(c"chom.target_schema", Some(c"x"));
-        for borrowed in [&STALE.borrowed, &QUOTA.borrowed, &HEALTH.borrowed, &SCHEMA.borrowed] {
+        static SCHEMA: Setting<Option<CString>> = Setting::<Option<CString>>::new(c"chom.install_schema", Some(c"x"));
+        for borrowed in [&STALE.borrowed, &QUOTA.borrowed, &SCHEMA.borrowed] {
             borrowed.store(true, Ordering::Relaxed);
         }
         assert_eq!(STALE.get(), 300);
         assert!(!QUOTA.get());
-        assert_eq!(string_value(&HEALTH), "healthy,unknown");
         assert_eq!(string_value(&SCHEMA), "");
         Spi::run(
-            "SET LOCAL chom.stale_after = '2min'; SET LOCAL chom.enforce_site_quota = on; \
-                  SET LOCAL chom.eligible_health = 'healthy'; SET LOCAL chom.target_schema = 'app'",
+            "SET LOCAL chom.max_staleness = '2min'; SET LOCAL chom.enforce_site_quota = on; \
+                  SET LOCAL chom.install_schema = 'app'",
         )
         .unwrap();
-        assert_eq!((STALE.get(), STALE_AFTER_SECONDS.get()), (120, 120));
+        assert_eq!((STALE.get(), MAX_STALENESS_SECONDS.get()), (120, 120));
         assert!(QUOTA.get() && ENFORCE_SITE_QUOTA.get());
-        assert_eq!(string_value(&HEALTH), "healthy");
         assert_eq!(string_value(&SCHEMA), "app");
+    }
+
+    /// The settings of 0.1.0 and 0.2.0 are read by name, as placeholders, and checked where they are used.
+    #[pg_test]
+    fn settings_older_releases_define_are_read_by_name_and_checked() {
+        load_schema();
+        assert_eq!(eligible_health(), vec!["healthy", "unknown"]);
+        assert_eq!(tenants_fillfactor(), 70);
+        Spi::run("SET LOCAL chom.eligible_health = 'healthy, degraded'; SET LOCAL chom.tenants_fillfactor = 90")
+            .unwrap();
+        assert_eq!(eligible_health(), vec!["healthy", "degraded"]);
+        assert_eq!(tenants_fillfactor(), 90);
+        Spi::run("SET LOCAL chom.tenants_fillfactor = 5").unwrap();
+        assert_eq!(sqlstate("SELECT * FROM chom_install()").as_deref(), Some("22023"));
+    }
+
+    /// A guarded setting is not an ordinary role's to change, in the session or for a database or role; the
+    /// session's own switch can turn the quota on, never off.
+    #[pg_test]
+    fn guarded_settings_refuse_ordinary_roles() {
+        define_sqlstate_of();
+        Spi::run("CREATE ROLE chom_app_role; SET LOCAL ROLE chom_app_role").unwrap();
+        for setting in ["chom.site_quota = off", "chom.max_staleness = 0", "chom.install_schema = 'evil'"] {
+            assert_eq!(sqlstate(&format!("SET LOCAL {setting}")).as_deref(), Some("42501"), "{setting}");
+        }
+        Spi::run("SET LOCAL chom.enforce_site_quota = on").unwrap();
+        assert!(site_quota_enforced(), "a session may turn the quota on");
+        Spi::run("RESET ROLE; SET LOCAL chom.site_quota = on; SET LOCAL ROLE chom_app_role").unwrap();
+        Spi::run("SET LOCAL chom.enforce_site_quota = off").unwrap();
+        assert!(site_quota_enforced(), "a session's off does not undo chom.site_quota");
     }
 }

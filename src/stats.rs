@@ -3,6 +3,7 @@
 
 use crate::db;
 use crate::errors::{invalid_argument, raise};
+use crate::identity::{run_as, Principal};
 use crate::pending;
 use crate::plans::types::{INT4, UUID, UUID_ARRAY};
 use crate::queries::{self, Query};
@@ -24,8 +25,15 @@ fn ids_datum(ids: &[Uuid]) -> DatumWithOid<'static> {
 /// Locks the tenants (in id order) and recomputes their aggregates from their live sites; returns how many
 /// tenant rows were rewritten. Locking first means a concurrent writer's changes land either before the
 /// recount (its commit held the lock, we waited for it) or after it (on top of it): none is lost. This
-/// transaction's own pending changes are seen by the recount and are not added again at commit.
+/// transaction's own pending changes are seen by the recount and are not added again at commit. The rows are
+/// written as the owner of CHOM's tables ([`crate::identity`]), whoever asked for the recount.
 pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
+    let rewritten = run_as(target, Principal::TablesOwner, || recount_as_owner(target, ids));
+    pending::recounted(target, ids, &[]);
+    rewritten
+}
+
+fn recount_as_owner(target: &Target, ids: &[Uuid]) -> i64 {
     if target.distributed {
         // Citus refuses row locks across shards: each tenant is recounted by a router UPDATE, which locks its
         // row itself, in id order
@@ -35,10 +43,9 @@ pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
             let sql = queries::sql(target, Query::RecountTenant);
             sorted.iter().map(|id| crate::plans::execute(client, &sql, &[UUID], &[(*id).into()]).len() as i64).sum()
         });
-        pending::recounted(target, ids, &[]);
         return rewritten;
     }
-    let rewritten = Spi::connect_mut(|client| {
+    Spi::connect_mut(|client| {
         crate::plans::execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
         let result = crate::plans::execute(
             client,
@@ -47,15 +54,13 @@ pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
             &[ids_datum(ids)],
         );
         result.len() as i64
-    });
-    pending::recounted(target, ids, &[]);
-    rewritten
+    })
 }
 
 /// A tenant's live site count, storage (MB) and the time its aggregates were last recomputed from scratch —
 /// CHOM's getSiteCount() and getStorageUsedMb() in one indexed read. The triggers keep the values exact, and
 /// the calling transaction's own uncommitted writes are included. When `cached_at` is older than
-/// `chom.stale_after` (default 5min) the tenant is recounted: the recount is returned at once and stored when
+/// `chom.max_staleness` (default 5min) the tenant is recounted: the recount is returned at once and stored when
 /// the transaction commits (in chom's commit lock order, so a stale read never adds a lock wait mid-way). In a
 /// read-only transaction or on a hot standby the recount is returned without being stored (`cached_at` then
 /// still says when values were last stored), never an error. An unknown tenant, or NULL, gives no row.
@@ -64,7 +69,7 @@ pub fn chom_tenant_stats(
     tenant: Uuid,
 ) -> TableIterator<'static, (name!(sites_count, i32), name!(storage_mb, i64), name!(cached_at, Option<Timestamp>))> {
     let target = target::require_installed();
-    let stale_after = crate::settings::STALE_AFTER_SECONDS.get();
+    let stale_after = crate::settings::MAX_STALENESS_SECONDS.get();
     let cached = Spi::connect(|client| {
         let rows = crate::plans::read(
             client,

@@ -257,22 +257,30 @@ pub fn require_installed() -> Target {
     })
 }
 
-/// Finds CHOM's schema for a new install: `chom.target_schema` if set, otherwise the schema of the `tenants`
+/// Finds CHOM's schema for a new install: `chom.install_schema` if set, otherwise the schema of the `tenants`
 /// table (the one first in search_path when several schemas have one). None when there is no such table.
 pub fn discover() -> Option<Target> {
     let extension_schema = extension_schema();
-    let configured = settings::string_value(&settings::TARGET_SCHEMA);
+    for (retired, replacement) in settings::RETIRED {
+        if settings::by_name(retired).is_some() {
+            pgrx::warning!(
+                "{} is set but no longer read: a superuser sets {replacement} instead",
+                retired.to_string_lossy()
+            );
+        }
+    }
+    let configured = settings::string_value(&settings::INSTALL_SCHEMA);
     if !configured.is_empty() {
         let exists: bool = crate::db::one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
             &[configured.clone().into()],
         )
-        .unwrap_or_else(|| crate::db::missing("looking for chom.target_schema"));
+        .unwrap_or_else(|| crate::db::missing("looking for chom.install_schema"));
         if !exists {
             raise(
                 PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
-                format!("schema \"{configured}\" named by chom.target_schema does not exist"),
-                Some("Set chom.target_schema to the schema that holds CHOM's tables, or RESET it."),
+                format!("schema \"{configured}\" named by chom.install_schema does not exist"),
+                Some("Set chom.install_schema to the schema that holds CHOM's tables, or RESET it."),
             );
         }
         return Some(crate::citus::with_layout(Target::new(configured, extension_schema)));
@@ -303,8 +311,41 @@ pub fn discover() -> Option<Target> {
                 "several schemas have a tenants table ({}) and none of them is in search_path",
                 candidates.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
             ),
-            Some("SET chom.target_schema = '<schema>' to say which one holds CHOM's tables."),
+            Some("A superuser sets chom.install_schema = '<schema>' to say which one holds CHOM's tables."),
         ),
+    }
+}
+
+/// Refuses (0A000) tables chom cannot act on as their one owner: CHOM's tables with different owners (chom
+/// writes and recounts them as the owner of `tenants`), or one of them with FORCE ROW LEVEL SECURITY (the owner's
+/// own policies would then hide rows from chom's recounts, and the aggregates would not be exact).
+pub fn check_ownership(target: &Target) {
+    let tables: Vec<(String, String, bool)> = crate::db::rows(
+        "SELECT c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text, c.relforcerowsecurity \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname OPERATOR(pg_catalog.=) $1 \
+            AND c.relname OPERATOR(pg_catalog.=) ANY ('{tenants,sites,vps_servers,tier_limits}'::pg_catalog.name[]) \
+          ORDER BY 1",
+        &[target.schema.clone().into()],
+        |row| (row.required(1), row.required(2), row.required(3)),
+    );
+    let owners: std::collections::BTreeSet<&str> = tables.iter().map(|(_, owner, _)| owner.as_str()).collect();
+    if owners.len() > 1 {
+        let each: Vec<String> = tables.iter().map(|(table, owner, _)| format!("{table}: {owner}")).collect();
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("chom cannot be installed: CHOM's tables have different owners ({})", each.join(", ")),
+            Some("chom writes CHOM's tables as their owner: give them one owner (ALTER TABLE ... OWNER TO)."),
+        )
+    }
+    let forced: Vec<&str> =
+        tables.iter().filter(|(_, _, forced)| *forced).map(|(table, _, _)| table.as_str()).collect();
+    if !forced.is_empty() {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("chom cannot be installed: FORCE ROW LEVEL SECURITY is set on {}", forced.join(", ")),
+            Some("chom recounts as the tables' owner and must see every row: ALTER TABLE ... NO FORCE ROW LEVEL SECURITY."),
+        )
     }
 }
 
