@@ -123,6 +123,7 @@ pub mod chom {
         if !touches_chom {
             return;
         }
+        target::check_row_security(&target);
         let mut problems: Vec<Problem> = target::problems(&target, true);
         if let Some(renamed) = followed_renames(&target, &problems, &changed) {
             carry_column_names(&target, &renamed);
@@ -161,6 +162,8 @@ mod tests {
             ("ALTER TABLE vps_servers ALTER COLUMN spec_memory_mb TYPE bigint", "42P16"),
             ("ALTER TABLE tenants ALTER COLUMN cached_storage_mb TYPE numeric", "42P16"),
             ("ALTER TABLE tenants RENAME TO organizations_tenants", "42P16"),
+            ("ALTER TABLE sites FORCE ROW LEVEL SECURITY", "0A000"),
+            ("ALTER TABLE tenants FORCE ROW LEVEL SECURITY", "0A000"),
         ] {
             assert_eq!(sqlstate(statement).as_deref(), Some(expected), "{statement}");
         }

@@ -316,11 +316,9 @@ pub fn discover() -> Option<Target> {
     }
 }
 
-/// Refuses (0A000) tables chom cannot act on as their one owner: CHOM's tables with different owners (chom
-/// writes and recounts them as the owner of `tenants`), or one of them with FORCE ROW LEVEL SECURITY (the owner's
-/// own policies would then hide rows from chom's recounts, and the aggregates would not be exact).
-pub fn check_ownership(target: &Target) {
-    let tables: Vec<(String, String, bool)> = crate::db::rows(
+/// CHOM's tables as chom acts on them: (name, owner, FORCE ROW LEVEL SECURITY), by name.
+fn table_owners(target: &Target) -> Vec<(String, String, bool)> {
+    crate::db::rows(
         "SELECT c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text, c.relforcerowsecurity \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
           WHERE n.nspname OPERATOR(pg_catalog.=) $1 \
@@ -328,7 +326,14 @@ pub fn check_ownership(target: &Target) {
           ORDER BY 1",
         &[target.schema.clone().into()],
         |row| (row.required(1), row.required(2), row.required(3)),
-    );
+    )
+}
+
+/// Refuses (0A000) tables chom cannot act on as their one owner: CHOM's tables with different owners (chom
+/// writes and recounts them as the owner of `tenants`), or one of them under FORCE ROW LEVEL SECURITY (see
+/// [`check_row_security`]). Run by chom_install().
+pub fn check_ownership(target: &Target) {
+    let tables = table_owners(target);
     let owners: std::collections::BTreeSet<&str> = tables.iter().map(|(_, owner, _)| owner.as_str()).collect();
     if owners.len() > 1 {
         let each: Vec<String> = tables.iter().map(|(table, owner, _)| format!("{table}: {owner}")).collect();
@@ -338,12 +343,23 @@ pub fn check_ownership(target: &Target) {
             Some("chom writes CHOM's tables as their owner: give them one owner (ALTER TABLE ... OWNER TO)."),
         )
     }
+    refuse_forced_row_security(&tables);
+}
+
+/// Refuses (0A000) FORCE ROW LEVEL SECURITY on one of CHOM's tables: the owner's own policies would then hide
+/// rows from chom's recounts, which run as the owner, and the aggregates would not be exact. Run by
+/// chom_install() and by the guard on ALTER TABLE.
+pub fn check_row_security(target: &Target) {
+    refuse_forced_row_security(&table_owners(target));
+}
+
+fn refuse_forced_row_security(tables: &[(String, String, bool)]) {
     let forced: Vec<&str> =
         tables.iter().filter(|(_, _, forced)| *forced).map(|(table, _, _)| table.as_str()).collect();
     if !forced.is_empty() {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("chom cannot be installed: FORCE ROW LEVEL SECURITY is set on {}", forced.join(", ")),
+            format!("chom cannot work with FORCE ROW LEVEL SECURITY on {}", forced.join(", ")),
             Some("chom recounts as the tables' owner and must see every row: ALTER TABLE ... NO FORCE ROW LEVEL SECURITY."),
         )
     }

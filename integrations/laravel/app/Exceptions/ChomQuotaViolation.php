@@ -9,7 +9,7 @@ use Throwable;
  * Turns chom's tier-quota refusal into the application's QuotaExceededException (its 403 QUOTA_EXCEEDED
  * response).
  *
- * With chom.enforce_site_quota on, a transaction that takes a tenant above its tier's max_sites fails at
+ * With chom.site_quota (or a session's chom.enforce_site_quota) on, a transaction that takes a tenant above its tier's max_sites fails at
  * COMMIT with SQLSTATE 23514 and the message "chom: tenant <id> would have <n> live sites, over its tier's
  * limit of <limit>". Inside DB::transaction() the failing statement is the COMMIT, which Laravel runs on the
  * PDO object directly: the exception is a bare PDOException, not a QueryException. An autocommit

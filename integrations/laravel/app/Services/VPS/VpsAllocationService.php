@@ -45,7 +45,7 @@ class VpsAllocationService
 
     /**
      * Places a new site for the tenant: picks the VPS and creates the site in one transaction. Throws a
-     * RuntimeException when no VPS is eligible. With chom.enforce_site_quota on, a site over the tenant's tier
+     * RuntimeException when no VPS is eligible. With chom.site_quota on, a site over the tenant's tier
      * limit makes the COMMIT fail with SQLSTATE 23514 (see App\Exceptions\ChomQuotaViolation); check
      * $tenant->canCreateSite() first for a friendly answer, chom's check is the one that cannot be raced past.
      */

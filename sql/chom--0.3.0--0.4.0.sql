@@ -1,0 +1,317 @@
+-- chom 0.3.0 -> 0.4.0: trust boundaries (SECURITY.md).
+--
+-- Run by a superuser (ALTER EXTENSION chom UPDATE) in a database whose owner, and the owner of schema public,
+-- may be the application's role: every function, operator and cast this script calls is schema-qualified, and
+-- the objects it creates are named with their schema. It changes no table and takes no lock on CHOM's tables:
+-- the functions below are re-pointed at this release's library, and their settings and grants are set as a
+-- fresh install of 0.4.0 sets them.
+--
+-- What changes for a running application: chom's commit step applies each transaction's changes in the library
+-- that recorded them, as the owner of CHOM's tables (tenants) and as chom (chom.vps_load), each inside a
+-- security-restricted operation; no function of chom's is SECURITY DEFINER but chom.record_run(). A transaction
+-- that wrote through 0.3.0's library before this update and commits after it reaches chom_apply_pending(),
+-- which now refuses (42501): it is rolled back whole, never half-applied, and can be retried.
+
+\echo Use "ALTER EXTENSION chom UPDATE TO '0.4.0'" to load this file. \quit
+
+-- Each release has a library of its own (chom-<version>); cargo pgrx substitutes @CARGO_VERSION@ when it
+-- installs this script, so the update relies only on the library installed with it.
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_apply_pending"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_apply_pending_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_cache_drift"() RETURNS TABLE (
+	"tenant_id" uuid,
+	"cached_sites_count" INT,
+	"actual_sites_count" bigint,
+	"cached_storage_mb" bigint,
+	"actual_storage_mb" bigint
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_cache_drift_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_drain_vps_deltas"() RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_drain_vps_deltas_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_drift_probe"(
+	"sample_size" INT DEFAULT 100,
+	"max_ms" INT DEFAULT 200
+) RETURNS TABLE (
+	"sampled" bigint,
+	"drifted" bigint,
+	"vps_sampled" bigint,
+	"vps_drifted" bigint,
+	"elapsed_ms" double precision,
+	"complete" bool
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_drift_probe_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_index_ddl"(
+	"concurrently" bool DEFAULT true
+) RETURNS SETOF TEXT
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_index_ddl_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_index_usage"() RETURNS TABLE (
+	"index_name" TEXT,
+	"table_name" TEXT,
+	"scans" bigint,
+	"tuples_read" bigint,
+	"size_bytes" bigint,
+	"unused" bool,
+	"redundant_with" TEXT
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_index_usage_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_install"() RETURNS TABLE (
+	"kind" TEXT,
+	"name" TEXT,
+	"action" TEXT
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_install_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_metrics"() RETURNS TABLE (
+	"chom_version" TEXT,
+	"installed" bool,
+	"triggers_enabled" INT,
+	"triggers_disabled" INT,
+	"triggers_missing" INT,
+	"indexes_installed" INT,
+	"indexes_reused" INT,
+	"indexes_missing" INT,
+	"indexes_invalid" INT,
+	"indexes_conflict" INT,
+	"tenants_fillfactor" INT,
+	"tenants_row_updates" bigint,
+	"tenants_hot_update_ratio" NUMERIC,
+	"tenants_tracked" bigint,
+	"vps_tracked" bigint,
+	"last_check_at" timestamp with time zone,
+	"last_check_kind" TEXT,
+	"last_check_tenants_examined" bigint,
+	"last_check_tenants_drifted" bigint,
+	"last_check_vps_examined" bigint,
+	"last_check_vps_drifted" bigint,
+	"last_repair_at" timestamp with time zone,
+	"last_repair_tenants_fixed" bigint,
+	"last_repair_vps_fixed" bigint,
+	"last_refresh_at" timestamp with time zone,
+	"last_refresh_tenants" bigint
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_metrics_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_pick_vps"(
+	"min_memory_mb" INT DEFAULT NULL,
+	"min_disk_gb" INT DEFAULT NULL,
+	"region" TEXT DEFAULT NULL,
+	"provider" TEXT DEFAULT NULL
+) RETURNS uuid
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_pick_vps_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_refresh_all"(
+	"batch_size" INT DEFAULT 1000
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_refresh_all_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_refresh_tenant"(
+	"tenant" uuid
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_refresh_tenant_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_repair_drift"() RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_repair_drift_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_status"() RETURNS TABLE (
+	"kind" TEXT,
+	"name" TEXT,
+	"table_name" TEXT,
+	"state" TEXT,
+	"detail" TEXT
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_status_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_tenant_quota"(
+	"tenant" uuid
+) RETURNS TABLE (
+	"sites_count" INT,
+	"max_sites" INT,
+	"storage_mb" bigint,
+	"max_storage_mb" bigint,
+	"sites_left" INT,
+	"over_storage" bool
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_tenant_quota_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_tenant_stats"(
+	"tenant" uuid
+) RETURNS TABLE (
+	"sites_count" INT,
+	"storage_mb" bigint,
+	"cached_at" timestamp
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_tenant_stats_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_uninstall"() RETURNS TABLE (
+	"kind" TEXT,
+	"name" TEXT,
+	"action" TEXT
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_uninstall_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_vps_drift"() RETURNS TABLE (
+	"vps_id" uuid,
+	"cached_live_sites" bigint,
+	"actual_live_sites" bigint
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_vps_drift_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@."chom_vps_load"() RETURNS TABLE (
+	"vps_id" uuid,
+	"hostname" TEXT,
+	"live_sites" bigint,
+	"eligible" bool
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_vps_load_wrapper';
+
+CREATE OR REPLACE FUNCTION chom."refresh_batch"(
+	"after" uuid,
+	"batch_size" INT,
+	"started_at" timestamp with time zone,
+	"refreshed_before" bigint
+) RETURNS TABLE (
+	"last_id" uuid,
+	"refreshed" bigint,
+	"total" bigint
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'refresh_batch_wrapper';
+
+CREATE OR REPLACE FUNCTION chom."refuse_transaction_block"(
+	"procedure" TEXT
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'refuse_transaction_block_wrapper';
+
+CREATE OR REPLACE FUNCTION chom."record_run"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'record_run_wrapper';
+
+CREATE OR REPLACE FUNCTION chom."guard_altered_tables"(
+	"tables" oid[],
+	"attnums" INT[]
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'guard_altered_tables_wrapper';
+
+CREATE OR REPLACE FUNCTION chom."guard_dropped_columns"(
+	"tables" oid[],
+	"columns" TEXT[]
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'guard_dropped_columns_wrapper';
+
+CREATE OR REPLACE FUNCTION @extschema@.chom_sites_aggregates() RETURNS trigger
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_sites_aggregates_wrapper';
+CREATE OR REPLACE FUNCTION @extschema@.chom_vps_registry() RETURNS trigger
+LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_vps_registry_wrapper';
+
+-- chom_apply_pending() is no longer how chom commits: not SECURITY DEFINER, no settings of its own.
+ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER RESET ALL;
+REVOKE ALL ON FUNCTION @extschema@.chom_apply_pending() FROM PUBLIC;
+
+-- The tables' owner installs and uninstalls (the functions refuse other roles but superusers).
+GRANT EXECUTE ON FUNCTION @extschema@.chom_install(), @extschema@.chom_uninstall() TO PUBLIC;
+
+-- Every function of chom's resolves names in pg_catalog only.
+ALTER FUNCTION @extschema@.chom_install() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_uninstall() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_index_ddl(boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_status() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_index_usage() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_tenant_stats(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_tenant_quota(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_refresh_tenant(uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_refresh_all(integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_cache_drift() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_vps_drift() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_repair_drift() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_drain_vps_deltas() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_drift_probe(integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_metrics() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_vps_load() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.guard_dropped_columns(oid[], text[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.guard_altered_tables(oid[], integer[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom.refuse_transaction_block(text) SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION @extschema@.chom_tenant_stats(uuid) IS
+    'chom: a tenant''s live sites, storage (MB) and cached_at, exact (the transaction''s own writes included); recounted when older than chom.max_staleness.';
+
+-- Settings: the ones that weaken a guarantee are superuser-set under new names (chom.site_quota,
+-- chom.max_staleness, chom.install_schema). A database-wide chom.enforce_site_quota = on, which 0.3.0's
+-- documentation asked a DBA to set, becomes chom.site_quota = on, which a session cannot turn off; the retired
+-- names are reported where a database or role still sets them.
+DO $chom$
+DECLARE
+    setting record;
+BEGIN
+    FOR setting IN
+        SELECT s.setdatabase, s.setrole, pg_catalog.split_part(c.entry, '=', 1) AS name,
+               pg_catalog.substr(c.entry, pg_catalog.length(pg_catalog.split_part(c.entry, '=', 1)) OPERATOR(pg_catalog.+) 2) AS value
+          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c(entry)
+         WHERE pg_catalog.split_part(c.entry, '=', 1) OPERATOR(pg_catalog.=) ANY (ARRAY['chom.enforce_site_quota', 'chom.stale_after', 'chom.target_schema'])
+    LOOP
+        IF setting.name OPERATOR(pg_catalog.=) 'chom.enforce_site_quota' AND setting.setrole OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+           AND setting.setdatabase OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+           AND pg_catalog.lower(setting.value) OPERATOR(pg_catalog.=) ANY (ARRAY['on', 'true', 'yes', '1'])
+        THEN
+            EXECUTE pg_catalog.format('ALTER DATABASE %I SET chom.site_quota = on', pg_catalog.current_database());
+            RAISE NOTICE 'chom: this database''s chom.enforce_site_quota = on is now chom.site_quota = on, which sessions cannot turn off';
+        ELSIF setting.name OPERATOR(pg_catalog.<>) 'chom.enforce_site_quota' THEN
+            RAISE WARNING 'chom: % is set for a database or role (%), but chom 0.4.0 no longer reads it',
+                setting.name, setting.value
+                USING HINT = CASE setting.name WHEN 'chom.stale_after' THEN 'A superuser sets chom.max_staleness instead.'
+                                               ELSE 'A superuser sets chom.install_schema instead.' END;
+        END IF;
+    END LOOP;
+END
+$chom$;
