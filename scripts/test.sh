@@ -50,7 +50,7 @@ for v in $versions; do
   cargo pgrx install --pg-config "$pg_config" --no-default-features --features "pg$v" >"/tmp/chom-install-pg$v.log" 2>&1 \
     || { cat "/tmp/chom-install-pg$v.log"; exit 1; }
   echo "=== Postgres $v: integration tests"
-  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel --test monitoring -- --test-threads 2
+  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel --test monitoring --test security -- --test-threads 2
   echo "=== Postgres $v: isolation specs"
   bash scripts/isolation.sh "$pg_config"
   summary+=("pg$v ok")

@@ -59,7 +59,7 @@ $capsule->addConnection([
     'host' => env_or_fail('CHOM_PG_HOST'),
     'port' => env_or_fail('CHOM_PG_PORT'),
     'database' => env_or_fail('CHOM_PG_DATABASE'),
-    'username' => 'postgres',
+    'username' => getenv('CHOM_PG_USER') ?: 'postgres', // the tables' owner, when a DBA created the extension
     'password' => '',
     'charset' => 'utf8',
     'prefix' => '',
