@@ -254,6 +254,33 @@ LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_sites_aggregates_wrapper';
 CREATE OR REPLACE FUNCTION @extschema@.chom_vps_registry() RETURNS trigger
 LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_vps_registry_wrapper';
 
+-- The DDL guard finds chom's functions by the extension's schema, not by its name at install: a renamed schema
+-- must not make every DROP in the database fail.
+CREATE OR REPLACE FUNCTION chom.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables oid[];
+    columns text[];
+BEGIN
+    SELECT array_agg(o.objid), array_agg(o.address_names[3])
+      INTO tables, columns
+      FROM pg_catalog.pg_event_trigger_dropped_objects() o
+     WHERE o.object_type = 'table column' AND o.original;
+    IF tables IS NOT NULL THEN
+        PERFORM chom.guard_dropped_columns(tables, columns);
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() o WHERE o.object_type IN ('table', 'trigger'))
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                        WHERE p.proname = 'chom_vps_registry'
+                          AND p.pronamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                                                 WHERE e.extname = 'chom'))
+    THEN
+        DELETE FROM chom.vps_load;
+    END IF;
+END
+$$;
+
 -- chom_apply_pending() is no longer how chom commits: not SECURITY DEFINER, no settings of its own.
 ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER RESET ALL;
 REVOKE ALL ON FUNCTION @extschema@.chom_apply_pending() FROM PUBLIC;

@@ -24,7 +24,9 @@ BEGIN
     END IF;
     IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() o WHERE o.object_type IN ('table', 'trigger'))
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-                        WHERE p.proname = 'chom_vps_registry' AND p.pronamespace = '@extschema@'::regnamespace)
+                        WHERE p.proname = 'chom_vps_registry'
+                          AND p.pronamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                                                 WHERE e.extname = 'chom'))
     THEN
         DELETE FROM chom.vps_load;
     END IF;

@@ -24,6 +24,27 @@ fn relation(oid: pg_sys::Oid) -> Option<(String, String)> {
     }
 }
 
+/// Refuses (42P16) renaming the table that carries chom's sites triggers: chom is installed on CHOM's `sites` by
+/// name, and would silently stop keeping the aggregates of a `sites` by another name.
+fn refuse_renamed_sites(tables: &[pg_sys::Oid]) {
+    let renamed: Option<String> = crate::db::one(
+        "SELECT c.relname::text FROM pg_catalog.pg_trigger t \
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid \
+           JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid \
+          WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ($1) AND p.proname OPERATOR(pg_catalog.=) 'chom_sites_aggregates' \
+            AND c.relname OPERATOR(pg_catalog.<>) 'sites' LIMIT 1",
+        &[tables.to_vec().into()],
+    );
+    if let Some(name) = renamed {
+        crate::errors::raise_with_detail(
+            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+            format!("chom cannot work with this change: table sites renamed to {name}"),
+            "chom keeps its aggregates from CHOM's sites table, found by its name.",
+            UNINSTALL_HINT,
+        );
+    }
+}
+
 /// Where chom is installed, looked up afresh (the DDL being checked may have changed it).
 fn installed() -> Option<Target> {
     target::forget_installed();
@@ -115,6 +136,7 @@ pub mod chom {
     /// command changed and, for each, the column it changed (0 for the table itself).
     #[pg_extern(volatile, parallel_unsafe)]
     pub fn guard_altered_tables(tables: Vec<pg_sys::Oid>, attnums: Vec<i32>) {
+        refuse_renamed_sites(&tables);
         let Some(target) = installed() else { return };
         let changed: Vec<(pg_sys::Oid, i32)> = tables.into_iter().zip(attnums).collect();
         let touches_chom = changed.iter().filter_map(|(oid, _)| relation(*oid)).any(|(schema, name)| {
@@ -162,6 +184,7 @@ mod tests {
             ("ALTER TABLE vps_servers ALTER COLUMN spec_memory_mb TYPE bigint", "42P16"),
             ("ALTER TABLE tenants ALTER COLUMN cached_storage_mb TYPE numeric", "42P16"),
             ("ALTER TABLE tenants RENAME TO organizations_tenants", "42P16"),
+            ("ALTER TABLE sites RENAME TO sites_archive", "42P16"),
             ("ALTER TABLE sites FORCE ROW LEVEL SECURITY", "0A000"),
             ("ALTER TABLE tenants FORCE ROW LEVEL SECURITY", "0A000"),
         ] {

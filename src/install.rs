@@ -11,7 +11,7 @@ use crate::queries::{self, Query};
 use crate::target::{self, Target, CHOM_SCHEMA};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
-use pgrx::PgSqlErrorCode;
+use pgrx::{pg_sys, PgSqlErrorCode};
 
 fn run(sql: &str) {
     crate::db::run(sql, &[]);
@@ -144,11 +144,12 @@ pub(crate) fn apply(target: &Target, step: &Step) {
 pub fn chom_uninstall() -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(action, String))> {
     let Some(target) = target::installed() else {
         pgrx::notice!("chom is not installed on CHOM's tables: nothing to remove");
-        // the loads of tables chom is no longer on mean nothing (chom_pick_vps() refuses without an install)
-        let chom = Target::new(String::new(), String::new());
-        identity::run_as(&chom, Principal::Chom, || {
-            crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[])
-        });
+        // the loads of tables chom is no longer on mean nothing (chom_pick_vps() refuses without an install);
+        // with no tables there is no owner to act for, so only a superuser empties them
+        // SAFETY: reads the current user id.
+        if unsafe { pg_sys::superuser() } {
+            crate::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
+        }
         return TableIterator::new(Vec::new());
     };
     identity::require_tables_owner_or_superuser(&target, "chom_uninstall()");

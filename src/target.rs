@@ -224,6 +224,7 @@ pub fn installed() -> Option<Target> {
         [] => None,
         [(schema, names)] => {
             let target = Target::new(schema.clone(), extension_schema).with_columns(names.clone());
+            refuse_relations_other_than_tables(&target);
             Some(crate::citus::with_layout(target))
         }
         _ => raise(
@@ -234,6 +235,37 @@ pub fn installed() -> Option<Target> {
     };
     INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
     target
+}
+
+/// Refuses (0A000) an installation one of whose tables was replaced by something that runs code when read: a
+/// view (or a materialized or foreign table) in place of `tenants`, `sites`, `vps_servers` or `tier_limits` would
+/// run its owner's functions as whoever reads it, and chom reads these tables as chom and as the superusers who
+/// call its functions. Checked where the installation is looked up, that is again after any change to a
+/// relation (the cache is dropped on every relcache invalidation): at every commit that writes CHOM's tables.
+fn refuse_relations_other_than_tables(target: &Target) {
+    for table in [c"tenants", c"sites", c"vps_servers", c"tier_limits"] {
+        let Some(kind) = relation_kind(&target.schema, table) else { continue };
+        if kind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            && kind != pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char
+        {
+            raise(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("chom works on tables: {}.{} is not one", target.schema, table.to_string_lossy()),
+                Some("A view in place of one of CHOM's tables would run its owner's code as chom: make it a table again, or SELECT * FROM chom_uninstall()."),
+            )
+        }
+    }
+}
+
+/// The relkind of `schema.name`, None when there is no such relation (catalogue cache look-ups, no query).
+fn relation_kind(schema: &str, name: &std::ffi::CStr) -> Option<std::ffi::c_char> {
+    let schema = std::ffi::CString::new(schema).ok()?;
+    // SAFETY: catalogue look-ups by name and oid; a missing schema or relation gives InvalidOid.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        let relid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
+        (namespace != pg_sys::InvalidOid && relid != pg_sys::InvalidOid).then(|| pg_sys::get_rel_relkind(relid))
+    }
 }
 
 /// A trigger's arguments, as pg_trigger.tgargs stores them (each one NUL-terminated).
@@ -316,27 +348,29 @@ pub fn discover() -> Option<Target> {
     }
 }
 
-/// CHOM's tables as chom acts on them: (name, owner, FORCE ROW LEVEL SECURITY), by name.
-fn table_owners(target: &Target) -> Vec<(String, String, bool)> {
+/// CHOM's tables as chom acts on them: (name, owner, FORCE ROW LEVEL SECURITY, has rules), by name.
+fn table_owners(target: &Target) -> Vec<(String, String, bool, bool)> {
     crate::db::rows(
-        "SELECT c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text, c.relforcerowsecurity \
+        "SELECT c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text, c.relforcerowsecurity, \
+                c.relhasrules \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
           WHERE n.nspname OPERATOR(pg_catalog.=) $1 \
             AND c.relname OPERATOR(pg_catalog.=) ANY ('{tenants,sites,vps_servers,tier_limits}'::pg_catalog.name[]) \
           ORDER BY 1",
         &[target.schema.clone().into()],
-        |row| (row.required(1), row.required(2), row.required(3)),
+        |row| (row.required(1), row.required(2), row.required(3), row.required(4)),
     )
 }
 
 /// Refuses (0A000) tables chom cannot act on as their one owner: CHOM's tables with different owners (chom
 /// writes and recounts them as the owner of `tenants`), or one of them under FORCE ROW LEVEL SECURITY (see
-/// [`check_row_security`]). Run by chom_install().
+/// [`check_row_security`]), or rules on `tenants`, which chom's set-based statements cannot be rewritten by.
+/// Run by chom_install().
 pub fn check_ownership(target: &Target) {
     let tables = table_owners(target);
-    let owners: std::collections::BTreeSet<&str> = tables.iter().map(|(_, owner, _)| owner.as_str()).collect();
+    let owners: std::collections::BTreeSet<&str> = tables.iter().map(|(_, owner, _, _)| owner.as_str()).collect();
     if owners.len() > 1 {
-        let each: Vec<String> = tables.iter().map(|(table, owner, _)| format!("{table}: {owner}")).collect();
+        let each: Vec<String> = tables.iter().map(|(table, owner, _, _)| format!("{table}: {owner}")).collect();
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("chom cannot be installed: CHOM's tables have different owners ({})", each.join(", ")),
@@ -344,6 +378,13 @@ pub fn check_ownership(target: &Target) {
         )
     }
     refuse_forced_row_security(&tables);
+    if tables.iter().any(|(table, _, _, rules)| table == "tenants" && *rules) {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "chom cannot be installed: tenants has rules",
+            Some("chom updates tenants with set-based statements that rules cannot rewrite: use a trigger instead (DROP RULE)."),
+        )
+    }
 }
 
 /// Refuses (0A000) FORCE ROW LEVEL SECURITY on one of CHOM's tables: the owner's own policies would then hide
@@ -353,9 +394,9 @@ pub fn check_row_security(target: &Target) {
     refuse_forced_row_security(&table_owners(target));
 }
 
-fn refuse_forced_row_security(tables: &[(String, String, bool)]) {
+fn refuse_forced_row_security(tables: &[(String, String, bool, bool)]) {
     let forced: Vec<&str> =
-        tables.iter().filter(|(_, _, forced)| *forced).map(|(table, _, _)| table.as_str()).collect();
+        tables.iter().filter(|(_, _, forced, _)| *forced).map(|(table, _, _, _)| table.as_str()).collect();
     if !forced.is_empty() {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
