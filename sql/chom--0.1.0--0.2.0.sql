@@ -39,14 +39,14 @@ ALTER TABLE chom_vps_load
     ADD COLUMN provider text;
 DROP INDEX chom_vps_load_least_loaded;
 CREATE INDEX chom_vps_load_pick ON chom_vps_load (live_sites, vps_id)
-    WHERE status = 'active' AND allocation_type = 'shared';
+    WHERE status OPERATOR(pg_catalog.=) 'active' AND allocation_type OPERATOR(pg_catalog.=) 'shared';
 
 -- chom_install() now gives tenants a fillfactor (chom.tenants_fillfactor) and records it, so that
 -- chom_uninstall() resets it. On an installed database the existing rows get that room as they are updated;
 -- VACUUM FULL tenants (or pg_repack) lays the whole table out at once.
 ALTER TABLE chom_installed DROP CONSTRAINT chom_installed_kind_check;
 ALTER TABLE chom_installed ADD CONSTRAINT chom_installed_kind_check
-    CHECK (kind IN ('schema', 'column', 'index', 'trigger', 'storage'));
+    CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['schema', 'column', 'index', 'trigger', 'storage']));
 
 -- Where chom is installed on CHOM's tables, the new vps_servers UPDATE trigger and the copied attributes are
 -- added by the next update (0.2.0 -> 0.3.0 runs chom_install(), which needs chom's 0.3.0 tables): the library

@@ -152,8 +152,19 @@ LANGUAGE c
 AS 'chom-@CARGO_VERSION@', 'chom_tenant_quota_wrapper';
 
 -- chom's own tables move into a schema of chom's own, out of the way of Laravel's migrate:fresh,
--- RefreshDatabase and DatabaseTruncation (they drop or truncate every table of the application's schema).
-CREATE SCHEMA IF NOT EXISTS chom;
+-- RefreshDatabase and DatabaseTruncation (they drop or truncate every table of the application's schema). A
+-- schema "chom" that is already there was made by someone else: whoever owns it could create, drop or replace
+-- objects in it, chom's tables among them, so chom refuses it rather than adopt it (as sql/schema.sql does).
+DO $chom$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'chom') THEN
+        RAISE EXCEPTION 'a schema "chom" already exists: chom will not adopt a schema it did not create'
+            USING ERRCODE = '42P06',
+                  HINT = 'Drop or rename that schema, then ALTER EXTENSION chom UPDATE again.';
+    END IF;
+END
+$chom$;
+CREATE SCHEMA chom;
 COMMENT ON SCHEMA chom IS 'chom''s own tables (the index catalogue, the per-VPS loads): see chom_status()';
 ALTER TABLE chom_managed_index SET SCHEMA chom;
 ALTER TABLE chom.chom_managed_index RENAME TO managed_index;
@@ -171,12 +182,13 @@ DECLARE
     c record;
 BEGIN
     FOR c IN SELECT conrelid::regclass AS rel, conname,
-                    regexp_replace(conname, '^chom_(managed_index|vps_load)_', '\1_') AS renamed
+                    pg_catalog.regexp_replace(conname, '^chom_(managed_index|vps_load)_', '\1_') AS renamed
                FROM pg_catalog.pg_constraint
-              WHERE conrelid IN ('chom.managed_index'::regclass, 'chom.vps_load'::regclass)
-                AND conname ~ '^chom_(managed_index|vps_load)_'
+              WHERE conrelid OPERATOR(pg_catalog.=)
+                    ANY (ARRAY['chom.managed_index'::regclass, 'chom.vps_load'::regclass])
+                AND conname OPERATOR(pg_catalog.~) '^chom_(managed_index|vps_load)_'
     LOOP
-        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', c.rel, c.conname, c.renamed);
+        EXECUTE pg_catalog.format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', c.rel, c.conname, c.renamed);
     END LOOP;
 END
 $chom$;
@@ -194,25 +206,28 @@ DECLARE
     column_row record;
     fillfactor_by_chom boolean;
 BEGIN
-    SELECT name INTO target FROM @extschema@.chom_installed WHERE kind = 'schema';
+    SELECT name INTO target FROM @extschema@.chom_installed WHERE kind OPERATOR(pg_catalog.=) 'schema';
     IF target IS NOT NULL THEN
         FOR column_row IN
             SELECT i.name FROM @extschema@.chom_installed i
               JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = format('%I.tenants', target)::regclass AND a.attname = i.name AND NOT a.attisdropped
-             WHERE i.kind = 'column' AND i.origin = 'created'
+                ON a.attrelid OPERATOR(pg_catalog.=) pg_catalog.format('%I.tenants', target)::regclass
+               AND a.attname OPERATOR(pg_catalog.=) i.name AND NOT a.attisdropped
+             WHERE i.kind OPERATOR(pg_catalog.=) 'column' AND i.origin OPERATOR(pg_catalog.=) 'created'
         LOOP
-            EXECUTE format('COMMENT ON COLUMN %I.tenants.%I IS %L', target, column_row.name,
-                           'managed by chom: added by chom_install(), dropped by chom_uninstall()');
+            EXECUTE pg_catalog.format('COMMENT ON COLUMN %I.tenants.%I IS %L', target, column_row.name,
+                                      'managed by chom: added by chom_install(), dropped by chom_uninstall()');
         END LOOP;
-        SELECT EXISTS (SELECT FROM @extschema@.chom_installed WHERE kind = 'storage' AND origin = 'created')
+        SELECT EXISTS (SELECT FROM @extschema@.chom_installed
+                        WHERE kind OPERATOR(pg_catalog.=) 'storage' AND origin OPERATOR(pg_catalog.=) 'created')
           INTO fillfactor_by_chom;
         IF EXISTS (SELECT FROM pg_catalog.pg_trigger
-                    WHERE tgname = 'chom_sites_insert' AND tgrelid = format('%I.sites', target)::regclass) THEN
-            EXECUTE format('COMMENT ON TRIGGER chom_sites_insert ON %I.sites IS %L', target,
-                           CASE WHEN fillfactor_by_chom
-                                THEN 'managed by chom: see chom_status(); chom set tenants'' fillfactor'
-                                ELSE 'managed by chom: see chom_status()' END);
+                    WHERE tgname OPERATOR(pg_catalog.=) 'chom_sites_insert'
+                      AND tgrelid OPERATOR(pg_catalog.=) pg_catalog.format('%I.sites', target)::regclass) THEN
+            EXECUTE pg_catalog.format('COMMENT ON TRIGGER chom_sites_insert ON %I.sites IS %L', target,
+                                      CASE WHEN fillfactor_by_chom
+                                           THEN 'managed by chom: see chom_status(); chom set tenants'' fillfactor'
+                                           ELSE 'managed by chom: see chom_status()' END);
         END IF;
     END IF;
 END
@@ -288,7 +303,7 @@ CREATE EVENT TRIGGER chom_ddl_command_end ON ddl_command_end WHEN TAG IN ('ALTER
 -- aggregates are whatever the restore made them), so its metrics say "never checked" until a probe or repair.
 CREATE TABLE chom.runs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind             text NOT NULL CHECK (kind IN ('probe', 'repair', 'refresh')),
+    kind             text NOT NULL CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['probe', 'repair', 'refresh'])),
     started_at       timestamptz NOT NULL,
     finished_at      timestamptz NOT NULL,
     -- NULL: not counted by this kind of run
@@ -298,7 +313,7 @@ CREATE TABLE chom.runs (
     vps_examined     bigint,
     vps_drifted      bigint,
     vps_fixed        bigint,
-    CHECK (finished_at >= started_at)
+    CHECK (finished_at OPERATOR(pg_catalog.>=) started_at)
 );
 CREATE INDEX runs_kind_id ON chom.runs (kind, id);
 
@@ -362,15 +377,17 @@ LANGUAGE c AS 'chom-@CARGO_VERSION@', 'refresh_batch_wrapper';
 -- one batch, never the whole run), with a NOTICE per committed batch. A procedure, not a function: only a
 -- CALL may commit. It refuses to run inside a transaction block (25001), where it could not commit; there,
 -- SELECT chom_refresh_all() does the same work in the caller's transaction. No SET clause (a procedure with
--- one cannot commit): every name is schema-qualified. Interrupted, it keeps the batches it committed; running
--- it again starts over. The run is recorded in chom.runs ('refresh') when it ends.
+-- one cannot commit), so its body is resolved in the caller's search_path, which need not start with pg_catalog
+-- (ALTER DATABASE ... SET search_path is the database owner's): every function, operator and type it names is
+-- schema-qualified. Interrupted, it keeps the batches it committed; running it again starts over. The run is
+-- recorded in chom.runs ('refresh') when it ends.
 CREATE PROCEDURE chom_refresh_all_batched(batch_size integer DEFAULT 1000)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    started_at timestamptz := pg_catalog.clock_timestamp();
-    after uuid;
-    batch record;
+    started_at pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    after pg_catalog.uuid;
+    batch pg_catalog.record;
     done bigint := 0;
     total bigint;
     batches integer := 0;
@@ -381,8 +398,8 @@ BEGIN
           FROM chom.refresh_batch(after, batch_size, started_at, done) b;
         total := coalesce(total, batch.total);
         EXIT WHEN batch.last_id IS NULL;
-        done := done + batch.refreshed;
-        batches := batches + 1;
+        done := done OPERATOR(pg_catalog.+) batch.refreshed;
+        batches := batches OPERATOR(pg_catalog.+) 1;
         after := batch.last_id;
         COMMIT;
         RAISE NOTICE 'chom_refresh_all_batched: % of % tenants refreshed (% batches committed)', done, total, batches;
@@ -454,22 +471,28 @@ COMMENT ON FUNCTION chom.refuse_transaction_block(text) IS
 DO $chom$
 DECLARE
     target text;
-    started timestamptz := clock_timestamp();
+    started timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     SELECT n.nspname INTO target
       FROM pg_catalog.pg_trigger t
-      JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.tgname = 'chom_sites_insert' AND c.relname = 'sites';
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE t.tgname OPERATOR(pg_catalog.=) 'chom_sites_insert' AND c.relname OPERATOR(pg_catalog.=) 'sites';
     IF target IS NOT NULL THEN
         -- ALTER EXTENSION runs its scripts with client_min_messages at least WARNING: these notices are shown
         -- at the level the session was configured with (until the script ends)
         PERFORM pg_catalog.set_config('client_min_messages',
-            (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'client_min_messages'), true);
+            (SELECT reset_val FROM pg_catalog.pg_settings
+              WHERE name OPERATOR(pg_catalog.=) 'client_min_messages'), true);
         RAISE NOTICE 'chom: updating the installation on schema % (sites and vps_servers are locked against writes until the update commits)', target;
+        -- chom_install() runs with the search_path a fresh install pins on it (finalize.sql), not the script's,
+        -- whose public holds whatever public's owner put there (it finds CHOM's tables by chom's triggers);
+        -- ALTER EXTENSION restores the script's when the script ends
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         PERFORM @extschema@.chom_install();
         RAISE NOTICE 'chom: installation completed in % s',
-            round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
+            pg_catalog.round(
+                extract(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started)::numeric, 2);
     END IF;
 END
 $chom$;

@@ -281,6 +281,42 @@ BEGIN
 END
 $$;
 
+-- CREATE OR REPLACE FUNCTION above reset the functions' SECURITY and SET clauses: give back the ones a fresh
+-- install of 0.4.0 sets (sql/finalize.sql).
+ALTER FUNCTION chom.record_run() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_sites_aggregates() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_vps_registry() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.chom_pick_vps(integer, integer, text, text)
+    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
+
+-- The batched refresh names every function, operator and type with its schema (it cannot pin its search_path:
+-- a procedure with a SET clause cannot commit).
+CREATE OR REPLACE PROCEDURE @extschema@.chom_refresh_all_batched(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    started_at pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    after pg_catalog.uuid;
+    batch pg_catalog.record;
+    done bigint := 0;
+    total bigint;
+    batches integer := 0;
+BEGIN
+    PERFORM chom.refuse_transaction_block('chom_refresh_all_batched()');
+    LOOP
+        SELECT b.last_id, b.refreshed, b.total INTO batch
+          FROM chom.refresh_batch(after, batch_size, started_at, done) b;
+        total := coalesce(total, batch.total);
+        EXIT WHEN batch.last_id IS NULL;
+        done := done OPERATOR(pg_catalog.+) batch.refreshed;
+        batches := batches OPERATOR(pg_catalog.+) 1;
+        after := batch.last_id;
+        COMMIT;
+        RAISE NOTICE 'chom_refresh_all_batched: % of % tenants refreshed (% batches committed)', done, total, batches;
+    END LOOP;
+END
+$$;
+
 -- chom_apply_pending() is no longer how chom commits: not SECURITY DEFINER, no settings of its own.
 ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER RESET ALL;
 REVOKE ALL ON FUNCTION @extschema@.chom_apply_pending() FROM PUBLIC;
@@ -336,8 +372,9 @@ BEGIN
         ELSIF setting.name OPERATOR(pg_catalog.<>) 'chom.enforce_site_quota' THEN
             RAISE WARNING 'chom: % is set for a database or role (%), but chom 0.4.0 no longer reads it',
                 setting.name, setting.value
-                USING HINT = CASE setting.name WHEN 'chom.stale_after' THEN 'A superuser sets chom.max_staleness instead.'
-                                               ELSE 'A superuser sets chom.install_schema instead.' END;
+                USING HINT = 'A superuser sets ' OPERATOR(pg_catalog.||)
+                    CASE WHEN setting.name OPERATOR(pg_catalog.=) 'chom.stale_after' THEN 'chom.max_staleness'
+                         ELSE 'chom.install_schema' END OPERATOR(pg_catalog.||) ' instead.';
         END IF;
     END LOOP;
 END

@@ -4,6 +4,8 @@
 -- superuser nor the owner of CHOM's tables: the application's migrations install chom after a DBA created the
 -- extension. The other DBA functions are not for PUBLIC; delegate them with GRANT EXECUTE ON FUNCTION ... TO
 -- <role> (see README).
+-- (granted explicitly: the update from 0.3.0, which had revoked it, grants it back, and both give one ACL)
+GRANT EXECUTE ON FUNCTION chom_install(), chom_uninstall() TO PUBLIC;
 REVOKE ALL ON FUNCTION chom_index_ddl(boolean), chom_repair_drift(), chom_refresh_all(integer),
     chom_refresh_tenant(uuid), chom_drain_vps_deltas() FROM PUBLIC;
 -- The batched refresh is a DBA's too; its batches are chom.refresh_batch() (a procedure cannot be SECURITY

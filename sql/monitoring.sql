@@ -3,15 +3,17 @@
 -- one batch, never the whole run), with a NOTICE per committed batch. A procedure, not a function: only a
 -- CALL may commit. It refuses to run inside a transaction block (25001), where it could not commit; there,
 -- SELECT chom_refresh_all() does the same work in the caller's transaction. No SET clause (a procedure with
--- one cannot commit): every name is schema-qualified. Interrupted, it keeps the batches it committed; running
--- it again starts over. The run is recorded in chom.runs ('refresh') when it ends.
+-- one cannot commit), so its body is resolved in the caller's search_path, which need not start with pg_catalog
+-- (ALTER DATABASE ... SET search_path is the database owner's): every function, operator and type it names is
+-- schema-qualified. Interrupted, it keeps the batches it committed; running it again starts over. The run is
+-- recorded in chom.runs ('refresh') when it ends.
 CREATE PROCEDURE chom_refresh_all_batched(batch_size integer DEFAULT 1000)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    started_at timestamptz := pg_catalog.clock_timestamp();
-    after uuid;
-    batch record;
+    started_at pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    after pg_catalog.uuid;
+    batch pg_catalog.record;
     done bigint := 0;
     total bigint;
     batches integer := 0;
@@ -22,8 +24,8 @@ BEGIN
           FROM chom.refresh_batch(after, batch_size, started_at, done) b;
         total := coalesce(total, batch.total);
         EXIT WHEN batch.last_id IS NULL;
-        done := done + batch.refreshed;
-        batches := batches + 1;
+        done := done OPERATOR(pg_catalog.+) batch.refreshed;
+        batches := batches OPERATOR(pg_catalog.+) 1;
         after := batch.last_id;
         COMMIT;
         RAISE NOTICE 'chom_refresh_all_batched: % of % tenants refreshed (% batches committed)', done, total, batches;

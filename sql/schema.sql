@@ -1,7 +1,19 @@
 -- chom's own tables, in a schema of chom's own ("chom"), out of the way of the application: Laravel's
 -- migrate:fresh, RefreshDatabase and DatabaseTruncation drop or truncate every table of the connection's
 -- schema, and chom's functions stay where the extension is created (default public), callable unqualified.
-CREATE SCHEMA IF NOT EXISTS chom;
+-- A schema "chom" that is already there was made by someone else (chom's own goes with DROP EXTENSION): whoever
+-- owns it could create, drop or replace objects in it, chom's tables among them, so chom refuses it rather than
+-- adopt it.
+DO $chom$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'chom') THEN
+        RAISE EXCEPTION 'a schema "chom" already exists: chom will not adopt a schema it did not create'
+            USING ERRCODE = '42P06',
+                  HINT = 'Drop or rename that schema, then CREATE EXTENSION chom again.';
+    END IF;
+END
+$chom$;
+CREATE SCHEMA chom;
 COMMENT ON SCHEMA chom IS 'chom''s own tables (the index catalogue, the per-VPS loads): see chom_status()';
 
 -- The catalogue of indexes chom manages: one row per index, read by chom_install(), chom_status(),
@@ -10,9 +22,9 @@ COMMENT ON SCHEMA chom IS 'chom''s own tables (the index catalogue, the per-VPS 
 CREATE TABLE chom.managed_index (
     name        text PRIMARY KEY,
     table_name  text NOT NULL,
-    key_columns text[] NOT NULL CHECK (cardinality(key_columns) > 0),
+    key_columns text[] NOT NULL CHECK (pg_catalog.cardinality(key_columns) OPERATOR(pg_catalog.>) 0),
     -- columns of key_columns sorted descending (the chronological listings ask for newest first)
-    descending  text[] NOT NULL DEFAULT '{}' CHECK (descending <@ key_columns),
+    descending  text[] NOT NULL DEFAULT '{}' CHECK (descending OPERATOR(pg_catalog.<@) key_columns),
     query_shape text NOT NULL
 );
 
@@ -36,7 +48,7 @@ CREATE TABLE chom.vps_load (
 );
 -- CHOM's active()->shared() scopes; health, size, region and provider are checked on the row.
 CREATE INDEX vps_load_pick ON chom.vps_load (live_sites, vps_id)
-    WHERE status = 'active' AND allocation_type = 'shared';
+    WHERE status OPERATOR(pg_catalog.=) 'active' AND allocation_type OPERATOR(pg_catalog.=) 'shared';
 -- dumped with the database, so that a restored database has exact loads at once
 SELECT pg_catalog.pg_extension_config_dump('chom.vps_load', '');
 
@@ -50,7 +62,7 @@ SELECT pg_catalog.pg_extension_config_dump('chom.vps_load', '');
 -- aggregates are whatever the restore made them), so its metrics say "never checked" until a probe or repair.
 CREATE TABLE chom.runs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind             text NOT NULL CHECK (kind IN ('probe', 'repair', 'refresh')),
+    kind             text NOT NULL CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['probe', 'repair', 'refresh'])),
     started_at       timestamptz NOT NULL,
     finished_at      timestamptz NOT NULL,
     -- NULL: not counted by this kind of run
@@ -60,6 +72,6 @@ CREATE TABLE chom.runs (
     vps_examined     bigint,
     vps_drifted      bigint,
     vps_fixed        bigint,
-    CHECK (finished_at >= started_at)
+    CHECK (finished_at OPERATOR(pg_catalog.>=) started_at)
 );
 CREATE INDEX runs_kind_id ON chom.runs (kind, id);

@@ -12,12 +12,14 @@
 //!    with a writer's transaction open and lock_timeout set, the update does not queue behind it;
 //! 4. **update**: ALTER EXTENSION chom UPDATE in the old session, which then has both libraries loaded (the
 //!    previous release's and chom-<version>), and goes on writing and reading correctly, as does another
-//!    pooled session that used the old library and only sees the update;
+//!    pooled session that used the old library and only sees the update; the database's owner by then is an
+//!    untrusted role whose objects in public (tests/fixtures/hostile_public.sql) outmatch the built-ins chom
+//!    calls, and neither the update scripts nor chom's functions run any of them;
 //! 5. **after**: new sessions work, and every extension object is exactly that of a fresh install.
 
 mod common;
 
-use common::{drifted_tenants, scalar_i64, Server};
+use common::{drifted_tenants, scalar_i64, Server, HOSTILE_PUBLIC};
 use postgres::Client;
 use std::collections::BTreeSet;
 
@@ -165,6 +167,37 @@ fn assert_exact_and_answering(db: &mut Client, eligible_health: &str, when: &str
     assert_eq!(picked, least_loaded, "chom_pick_vps() answers the least-loaded eligible VPS {when}");
 }
 
+/// The database owner app_owner, whose objects in public (tests/fixtures/hostile_public.sql) make it a
+/// superuser when a superuser runs them, is not one: nothing of theirs ran as a superuser.
+fn assert_owner_not_superuser(db: &mut Client, when: &str) {
+    let superuser: bool = db
+        .query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'app_owner'", &[])
+        .unwrap()
+        .get(0);
+    // what ran, while the fixture's record of it is there
+    let recorded: bool =
+        db.query_one("SELECT pg_catalog.to_regclass('public.hostile_calls') IS NOT NULL", &[]).unwrap().get(0);
+    let captured: Vec<String> = if recorded {
+        db.query(
+            "SELECT object || ' (as ' || called_by::text || ') in: ' || coalesce(query, '?') || E'\\n' \
+                    || coalesce(context, '') FROM public.hostile_calls",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+    } else {
+        vec![]
+    };
+    assert!(
+        !superuser,
+        "the database owner app_owner became a superuser {when}: a superuser ran its objects from public \
+         (search_path hijacking, CVE-2018-1058 / CVE-2022-2625); captured by:\n{}",
+        captured.join("\n")
+    );
+}
+
 /// Runs the command that installs this version (scripts/test.sh: cargo pgrx install into the server's build).
 fn install_this_version() {
     let command = std::env::var("CHOM_UPGRADE_INSTALL")
@@ -182,7 +215,13 @@ fn install_this_version() {
 fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_update_matches_a_fresh_install() {
     let previous = std::env::var("CHOM_UPGRADE_FROM").expect("CHOM_UPGRADE_FROM names the release to upgrade from");
     let current = env!("CARGO_PKG_VERSION");
-    let (old_library, new_library) = ("chom.so".to_string(), format!("chom-{current}.so"));
+    // 0.1.0 and 0.2.0 share one library file, chom.so; each release since has its own
+    let old_library = if ["0.1.0", "0.2.0"].contains(&previous.as_str()) {
+        "chom.so".to_string()
+    } else {
+        format!("chom-{previous}.so")
+    };
+    let new_library = format!("chom-{current}.so");
     let server = Server::start();
 
     // 1. before: the previous release, created and used; an old session that stays open
@@ -242,9 +281,51 @@ fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_u
     assert_eq!(drifted_tenants(&mut dba), 0);
     drop((writer, dba));
 
+    // the database now belongs to an untrusted role (public with it, through pg_database_owner), which fills
+    // public with objects that outmatch the built-ins chom calls; the superuser who created the extension runs
+    // the update
+    server
+        .connect("upgraded")
+        .batch_execute("CREATE ROLE app_owner LOGIN; ALTER DATABASE upgraded OWNER TO app_owner")
+        .unwrap();
+    let mut app_owner = server.connect_as("upgraded", "app_owner");
+    app_owner.batch_execute(HOSTILE_PUBLIC).expect("tests/fixtures/hostile_public.sql as app_owner");
+
     // 4. the update, in the session that has used the old library: both libraries in one backend
     old.batch_execute("ALTER EXTENSION chom UPDATE").unwrap();
     assert_eq!(extension_version(&mut old), current);
+    assert_owner_not_superuser(&mut old, "by ALTER EXTENSION chom UPDATE");
+    // chom's functions and triggers as a superuser calls them, with those objects still in public (typed
+    // arguments only: the checks below compare CHOM's varchar columns with literals, which the objects would
+    // capture themselves, so they run once the objects are gone)
+    for call in [
+        "SELECT * FROM chom_status()",
+        "SELECT * FROM chom_index_usage()",
+        "SELECT * FROM chom_index_ddl()",
+        "SELECT * FROM chom_metrics()",
+        "SELECT * FROM chom_cache_drift()",
+        "SELECT * FROM chom_vps_drift()",
+        "SELECT * FROM chom_vps_load()",
+        "SELECT chom_pick_vps()",
+        "SELECT * FROM chom_tenant_stats(md5('tenant3')::uuid)",
+        "SELECT * FROM chom_tenant_quota(md5('tenant3')::uuid)",
+        "SELECT chom_refresh_tenant(md5('tenant3')::uuid)",
+        "SELECT * FROM chom_drift_probe()",
+        "SELECT chom_repair_drift()",
+        "SELECT chom_refresh_all()",
+        "CALL chom_refresh_all_batched()",
+        "SELECT * FROM chom_install()",
+        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+         VALUES (md5('hostile-window')::uuid, md5('tenant5')::uuid, md5('vps2')::uuid, 'hostile-window.test', 3)",
+        "UPDATE sites SET storage_used_mb = 4, vps_id = md5('vps3')::uuid WHERE id = md5('hostile-window')::uuid",
+        "DELETE FROM sites WHERE id = md5('hostile-window')::uuid",
+        "UPDATE vps_servers SET updated_at = updated_at WHERE id = md5('vps1')::uuid",
+    ] {
+        old.batch_execute(call).unwrap_or_else(|e| panic!("{call}, with app_owner's objects in public: {e:?}"));
+    }
+    assert_owner_not_superuser(&mut old, "by chom's functions and triggers");
+    app_owner.batch_execute("DROP OWNED BY app_owner").unwrap();
+    drop(app_owner);
     write_sites(&mut old, "updated-old");
     assert_exact_and_answering(&mut old, "degraded", "in the old session after ALTER EXTENSION UPDATE");
     assert_libraries(&mut old, &[&old_library, &new_library], "that updated (the previous release's and this one's)");
@@ -304,4 +385,5 @@ fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_u
         only_upgraded.is_empty() && only_fresh.is_empty(),
         "the upgrade script and a fresh install disagree:\nonly after upgrade: {only_upgraded:#?}\nonly in fresh install: {only_fresh:#?}"
     );
+    assert_owner_not_superuser(&mut db, "by the end of the test");
 }

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const CHOM_SCHEMA: &str = include_str!("../fixtures/chom_schema.sql");
 pub const DATASET: &str = include_str!("../fixtures/dataset.sql");
 pub const SMALL_DATA: &str = include_str!("../fixtures/small_data.sql");
+/// Objects a hostile database owner (the role app_owner) puts in public to be run by a superuser.
+pub const HOSTILE_PUBLIC: &str = include_str!("../fixtures/hostile_public.sql");
 
 pub struct Server {
     pub bindir: PathBuf,
@@ -129,13 +131,18 @@ impl Server {
     }
 
     pub fn connect(&self, database: &str) -> Client {
+        self.connect_as(database, "postgres")
+    }
+
+    /// A connection as another role (the server trusts every local connection).
+    pub fn connect_as(&self, database: &str, user: &str) -> Client {
         Client::configure()
             .host_path(&self.dir)
             .port(self.port)
-            .user("postgres")
+            .user(user)
             .dbname(database)
             .connect(NoTls)
-            .unwrap_or_else(|e| panic!("connect to {database}: {e}"))
+            .unwrap_or_else(|e| panic!("connect to {database} as {user}: {e}"))
     }
 
     /// Creates a database and returns a connection to it.
