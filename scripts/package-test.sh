@@ -81,6 +81,20 @@ recount=$(val "SELECT count(*) FROM sites WHERE tenant_id = 'a0000000-0000-0000-
 picked=$(val "SELECT chom_pick_vps()")
 [ -n "$picked" ] || fail "chom_pick_vps() found no VPS"
 say "CREATE EXTENSION chom $version, a write, no drift, chom_pick_vps() = $picked"
+# What the package supports, as the README's Upgrading section says: this version installs fresh; each earlier
+# release of scripts/releases is an update source only (ALTER EXTENSION chom UPDATE reaches this version from it),
+# and CREATE EXTENSION chom VERSION '<it>' is refused by Postgres, naming the version
+psql_ -d postgres -c "CREATE DATABASE versions"
+mapfile -t releases < <(awk 'NF && !/^#/ { print $1 }' scripts/releases)
+for release in "${releases[@]}"; do
+  path=$(val "SELECT path FROM pg_extension_update_paths('chom') WHERE source = '$release' AND target = '$version'")
+  [ -n "$path" ] || fail "no update path from $release to $version in the package"
+  refused=$("$bindir/psql" -X -q -h "$work" -p 5432 -U postgres -d versions \
+    -c "CREATE EXTENSION chom VERSION '$release'" 2>&1) && fail "CREATE EXTENSION chom VERSION '$release' succeeded"
+  grep -q "no installation script nor update path for version \"$release\"" <<<"$refused" \
+    || fail "CREATE EXTENSION chom VERSION '$release' failed otherwise: $refused"
+done
+say "releases ${releases[*]}: update paths to $version, refused as fresh installs"
 sudo -u "$TEST_USER" "$bindir/pg_ctl" -D "$work/data" -m fast stop >/dev/null
 
 say "dpkg -r $name"
