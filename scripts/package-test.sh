@@ -31,6 +31,14 @@ saved=()
 for f in $files; do
   if [ -e "$f" ]; then mkdir -p "$work/saved$(dirname "$f")" && cp -a "$f" "$work/saved$f" && saved+=("$f"); fi
 done
+# chom files of other installs that the package does not carry (an earlier release's scripts, put there by the
+# upgrade test) are moved aside while the package is tested: what it supports must not depend on them
+aside=()
+for f in "$("$PG_CONFIG" --sharedir)"/extension/chom* "$("$PG_CONFIG" --pkglibdir)"/chom*; do
+  if [ -e "$f" ] && ! grep -qx "$f" <<<"$files"; then
+    mkdir -p "$work/aside$(dirname "$f")" && mv "$f" "$work/aside$f" && aside+=("$f")
+  fi
+done
 cleanup() {
   local rc=$?
   if [ -f "$work/data/postmaster.pid" ]; then
@@ -38,7 +46,8 @@ cleanup() {
   fi
   if dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q "installed"; then dpkg -r "$name" >/dev/null || rc=1; fi
   for f in "${saved[@]}"; do cp -a "$work/saved$f" "$f" || rc=1; done
-  if ((${#saved[@]})); then say "put back the files of an earlier install: ${saved[*]}"; fi
+  for f in "${aside[@]}"; do mv "$work/aside$f" "$f" || rc=1; done
+  if ((${#saved[@]} + ${#aside[@]})); then say "put back the files of an earlier install: ${saved[*]} ${aside[*]}"; fi
   if ((rc)); then say "cluster log:"; tail -20 "$work/log" 2>/dev/null || true; fi
   rm -rf "$work"
   exit $rc

@@ -483,6 +483,47 @@ fn a_backend_killed_mid_bulk_insert_leaves_no_drift_after_crash_recovery() {
     assert_eq!(drifted_vps(&mut db), 0);
 }
 
+/// Two-phase commit across a server crash: chom applies a transaction's changes at PREPARE TRANSACTION, so the
+/// prepared transaction holds its row locks on the tenants it changed (a writer of one of them waits for it,
+/// here until lock_timeout) and carries the changes through crash recovery: COMMIT PREPARED after the restart
+/// keeps them, ROLLBACK PREPARED drops them, exact either way.
+#[test]
+fn prepared_transactions_survive_a_crash_and_commit_or_roll_back_exact() {
+    let server = Server::start();
+    let mut db = server.chom_database("app");
+    install(&mut db);
+    // each touches tenants of its own: the second PREPARE would otherwise wait on the first one's row locks
+    let write = |gid: &str, tenant: u32, moved_to: u32| {
+        format!(
+            "BEGIN; \
+             INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+             SELECT gen_random_uuid(), md5('tenant{tenant}')::uuid, md5('vps' || (1 + g % 5))::uuid, '{gid}' || g || '.test', g \
+               FROM generate_series(1, 40) g; \
+             UPDATE sites SET deleted_at = now() WHERE domain = '{gid}1.test'; \
+             UPDATE sites SET tenant_id = md5('tenant{moved_to}')::uuid WHERE domain = '{gid}2.test'; \
+             PREPARE TRANSACTION '{gid}'"
+        )
+    };
+    db.batch_execute(&write("kept", 3, 9)).unwrap();
+    db.batch_execute(&write("dropped", 4, 10)).unwrap();
+    server.crash_and_restart();
+    let mut db = server.connect("app");
+    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM pg_prepared_xacts"), 2, "both survive the crash");
+    // the prepared transaction holds tenant3's row: another writer of tenant3 waits for it at its commit
+    let refused = db.batch_execute(
+        "SET lock_timeout = '300ms'; \
+         INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), md5('tenant3')::uuid, 'waits.test')",
+    );
+    let code = refused.err().and_then(|e| e.code().cloned());
+    assert_eq!(code, Some(postgres::error::SqlState::LOCK_NOT_AVAILABLE), "a writer of a prepared tenant waits");
+    db.batch_execute("RESET lock_timeout; COMMIT PREPARED 'kept'; ROLLBACK PREPARED 'dropped'").unwrap();
+    assert_eq!(drifted_tenants(&mut db), 0);
+    assert_eq!(drifted_vps(&mut db), 0);
+    let kept = scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE domain LIKE 'kept%'");
+    let dropped = scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE domain LIKE 'dropped%'");
+    assert_eq!((kept, dropped), (40, 0), "the committed transaction's sites are there, the rolled back one's are not");
+}
+
 #[test]
 fn install_and_uninstall_cycles_with_writers_running_lose_nothing() {
     let server = Server::start();

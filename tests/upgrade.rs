@@ -211,6 +211,40 @@ fn install_this_version() {
     );
 }
 
+/// Both releases' libraries in one backend, in every order a database not yet updated meets them: this
+/// version's loaded first (`LOAD`, or `session_preload_libraries` as a pooler or a DBA sets it), then the old
+/// one for the database's objects; and an update rolled back, after which the session goes on with the old
+/// release's objects and both libraries. Each session writes through every path and stays exact: neither library
+/// defines a setting the other one did (0.1.0 and 0.2.0 cannot tell), so nothing fails to load.
+fn libraries_meet_in_one_session(server: &Server, previous: &str, old_library: &str, new_library: &str) {
+    let both = [old_library, new_library];
+    let mut loaded_first = server.connect("upgraded");
+    loaded_first.batch_execute(&format!("LOAD 'chom-{}'", env!("CARGO_PKG_VERSION"))).unwrap();
+    write_sites(&mut loaded_first, "new-loaded-first");
+    assert_exact_and_answering(&mut loaded_first, "healthy,unknown", "with this version's library loaded first");
+    assert_libraries(&mut loaded_first, &both, "that loaded this version's library, then the old one");
+
+    let mut rolled_back = server.connect("upgraded");
+    write_sites(&mut rolled_back, "before-rolled-back-update");
+    rolled_back.batch_execute("BEGIN; ALTER EXTENSION chom UPDATE; ROLLBACK").unwrap();
+    assert_eq!(extension_version(&mut rolled_back), previous);
+    write_sites(&mut rolled_back, "after-rolled-back-update");
+    assert_exact_and_answering(&mut rolled_back, "healthy,unknown", "after an update rolled back in the session");
+    assert_libraries(&mut rolled_back, &both, "whose update was rolled back");
+
+    let mut dba = server.connect("upgraded");
+    dba.batch_execute(&format!(
+        "ALTER DATABASE upgraded SET session_preload_libraries = 'chom-{}'",
+        env!("CARGO_PKG_VERSION")
+    ))
+    .unwrap();
+    let mut preloaded = server.connect("upgraded");
+    write_sites(&mut preloaded, "new-preloaded");
+    assert_exact_and_answering(&mut preloaded, "healthy,unknown", "with this version's library preloaded");
+    assert_libraries(&mut preloaded, &both, "with this version's library in session_preload_libraries");
+    dba.batch_execute("ALTER DATABASE upgraded RESET session_preload_libraries").unwrap();
+}
+
 #[test]
 fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_update_matches_a_fresh_install() {
     let previous = std::env::var("CHOM_UPGRADE_FROM").expect("CHOM_UPGRADE_FROM names the release to upgrade from");
@@ -253,6 +287,7 @@ fn a_release_installed_over_the_previous_one_serves_both_until_alter_extension_u
     write_sites(&mut old, "window-old");
     assert_exact_and_answering(&mut old, "degraded", "in the old session before ALTER EXTENSION UPDATE");
     drop(new);
+    libraries_meet_in_one_session(&server, &previous, &old_library, &new_library);
 
     // lock_timeout, with a writer's transaction open (its locks on sites, tenants and chom's per-VPS table
     // held): the update either needs none of those locks and does not wait, or gives up with 55P03 when

@@ -88,12 +88,24 @@ impl Server {
             }
             server.as_server_user(&["initdb", "-D", "data", "-A", "trust", "-U", "postgres", "--no-sync"], "initdb");
         }
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses='' -c fsync=off -c max_connections=60 -c max_prepared_transactions=10",
-            server.dir.display()
-        );
-        server.as_server_user(&["pg_ctl", "-D", "data", "-l", "log", "-w", "-o", &options, "start"], "pg_ctl start");
+        server.pg_ctl_start();
         server
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c max_connections=60 -c max_prepared_transactions=10",
+            self.port,
+            self.dir.display()
+        );
+        self.as_server_user(&["pg_ctl", "-D", "data", "-l", "log", "-w", "-o", &options, "start"], "pg_ctl start");
+    }
+
+    /// Stops the server the way a crash does (`pg_ctl -m immediate`: no shutdown checkpoint, every backend
+    /// killed) and starts it again, which runs crash recovery.
+    pub fn crash_and_restart(&self) {
+        self.as_server_user(&["pg_ctl", "-D", "data", "-m", "immediate", "-w", "stop"], "pg_ctl stop -m immediate");
+        self.pg_ctl_start();
     }
 
     fn as_server_user(&self, args: &[&str], what: &str) -> Output {
