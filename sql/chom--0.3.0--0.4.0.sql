@@ -321,8 +321,18 @@ $$;
 ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER RESET ALL;
 REVOKE ALL ON FUNCTION @extschema@.chom_apply_pending() FROM PUBLIC;
 
--- The tables' owner installs and uninstalls (the functions refuse other roles but superusers).
-GRANT EXECUTE ON FUNCTION @extschema@.chom_install(), @extschema@.chom_uninstall() TO PUBLIC;
+-- The tables' owner installs and uninstalls (the functions refuse other roles but superusers). 0.3.0 revoked
+-- EXECUTE from PUBLIC; the grants are made again in the order a fresh install has them, so both give one ACL.
+DO $chom$
+DECLARE
+    owner pg_catalog.text := (SELECT p.proowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_proc p
+                               WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.chom_install()'::pg_catalog.regprocedure);
+BEGIN
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION @extschema@.chom_install(), @extschema@.chom_uninstall() FROM %s', owner);
+    GRANT EXECUTE ON FUNCTION @extschema@.chom_install(), @extschema@.chom_uninstall() TO PUBLIC;
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.chom_install(), @extschema@.chom_uninstall() TO %s', owner);
+END
+$chom$;
 
 -- Every function of chom's resolves names in pg_catalog only.
 ALTER FUNCTION @extschema@.chom_install() SET search_path = pg_catalog, pg_temp;
