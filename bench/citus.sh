@@ -88,7 +88,7 @@ bench_main() {
   done
   say "reads (1 client, ${SECS}s each)"
   for target in "$SINGLE" "$DB"; do
-    PGOPTIONS="-c chom.stale_after=86400" pb "stats $target" "$target" 1 -f "$P/stats_chom.sql"
+    PGOPTIONS="-c chom.max_staleness=86400" pb "stats $target" "$target" 1 -f "$P/stats_chom.sql"
     pb "pick $target" "$target" 1 -f "$P/pick_vps_chom.sql"
   done
   echo

@@ -545,12 +545,12 @@ chom_check_vps_registry() {
   echo "  ok  a VPS with sites deleted (its sites set to no VPS on every shard)"
 }
 
-# chom.enforce_site_quota: checked where the tenant row is updated, on the worker, against its copy of tier_limits
+# chom.site_quota: checked where the tenant row is updated, on the worker, against its copy of tier_limits
 chom_check_quota() {
   local n limit tier
   tier="'$(q1 coord "$DB" "SELECT tier FROM tenants WHERE id = md5('tenant1')::uuid")'"
   # Citus propagates ALTER DATABASE … SET to every node (and refuses it on a worker)
-  q coord "$DB" -c "ALTER DATABASE $DB SET chom.enforce_site_quota = on" >/dev/null
+  q coord "$DB" -c "ALTER DATABASE $DB SET chom.site_quota = on" >/dev/null
   n=$(q1 coord "$DB" "SELECT sites_count FROM chom_tenant_stats(md5('tenant1')::uuid)")
   limit=$(q1 coord "$DB" "SELECT max_sites FROM tier_limits WHERE tier = $tier")
   q coord "$DB" -c "UPDATE tier_limits SET max_sites = $n WHERE tier = $tier" >/dev/null
@@ -561,8 +561,8 @@ chom_check_quota() {
   q coord "$DB" -c "UPDATE sites SET deleted_at = now() WHERE id = (SELECT id FROM sites WHERE tenant_id = md5('tenant1')::uuid AND deleted_at IS NULL ORDER BY id LIMIT 1)" >/dev/null \
     || die "a soft delete by a tenant at its limit"
   q coord "$DB" -c "UPDATE tier_limits SET max_sites = $limit WHERE tier = $tier" >/dev/null
-  q coord "$DB" -c "ALTER DATABASE $DB RESET chom.enforce_site_quota" >/dev/null
-  echo "  ok  chom.enforce_site_quota (ALTER DATABASE on the coordinator): an insert over the tier's limit refused (23514), a soft delete at the limit accepted"
+  q coord "$DB" -c "ALTER DATABASE $DB RESET chom.site_quota" >/dev/null
+  echo "  ok  chom.site_quota (ALTER DATABASE on the coordinator): an insert over the tier's limit refused (23514), a soft delete at the limit accepted"
 }
 
 # chom_tenant_stats() and chom_pick_vps() through the coordinator against a single node with the same data, in
@@ -578,7 +578,7 @@ chom_latency() {
   declare -A latency
   for script in stats pick; do
     for db in chom_single "$DB"; do
-      ms=$(PGOPTIONS="-c chom.stale_after=86400" "$BINDIR/pgbench" -n -h "$WORK/sock" -p "${PORT[coord]}" -U postgres \
+      ms=$(PGOPTIONS="-c chom.max_staleness=86400" "$BINDIR/pgbench" -n -h "$WORK/sock" -p "${PORT[coord]}" -U postgres \
              -c 1 -T "${CHOM_CITUS_LATENCY_SECONDS:-5}" -f "$WORK/$script.sql" "$db" 2>&1 \
            | awk '/latency average/ { print $4 }')
       [ -n "$ms" ] || die "pgbench $script on $db"

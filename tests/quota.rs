@@ -1,5 +1,6 @@
-//! Tier quotas over real connections: with `chom.enforce_site_quota` on, no interleaving of creators takes a
-//! tenant past its tier's `max_sites`, whatever the write path; only increases are refused.
+//! Tier quotas over real connections: with `chom.site_quota` on for the database (or a session's
+//! `chom.enforce_site_quota`), no interleaving of creators takes a tenant past its tier's `max_sites`, whatever
+//! the write path; only increases are refused.
 //! Run by scripts/test.sh against each Postgres build (CHOM_PG_CONFIG), after `cargo pgrx install` into it.
 
 mod common;
@@ -16,7 +17,7 @@ fn database_with_tenant(server: &Server, quota: bool, sites: i64) -> Client {
     let mut db = server.chom_database("app");
     db.batch_execute("CREATE EXTENSION chom").unwrap();
     if quota {
-        db.batch_execute("ALTER DATABASE app SET chom.enforce_site_quota = on").unwrap();
+        db.batch_execute("ALTER DATABASE app SET chom.site_quota = on").unwrap();
     }
     db.batch_execute(&format!(
         "INSERT INTO tenants (id, organization_id, name, slug, tier) VALUES ({TENANT}, md5('org1')::uuid, 'Quota', 'quota', 'starter'); \
