@@ -492,20 +492,21 @@ fn prepared_transactions_survive_a_crash_and_commit_or_roll_back_exact() {
     let server = Server::start();
     let mut db = server.chom_database("app");
     install(&mut db);
-    // each touches tenants of its own: the second PREPARE would otherwise wait on the first one's row locks
-    let write = |gid: &str, tenant: u32, moved_to: u32| {
+    // each touches tenants and VPSes of its own: the second PREPARE would otherwise wait on the first one's row
+    // locks, held until it is resolved
+    let write = |gid: &str, tenant: u32, moved_to: u32, first_vps: u32| {
         format!(
             "BEGIN; \
              INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
-             SELECT gen_random_uuid(), md5('tenant{tenant}')::uuid, md5('vps' || (1 + g % 5))::uuid, '{gid}' || g || '.test', g \
+             SELECT gen_random_uuid(), md5('tenant{tenant}')::uuid, md5('vps' || ({first_vps} + g % 5))::uuid, '{gid}' || g || '.test', g \
                FROM generate_series(1, 40) g; \
              UPDATE sites SET deleted_at = now() WHERE domain = '{gid}1.test'; \
              UPDATE sites SET tenant_id = md5('tenant{moved_to}')::uuid WHERE domain = '{gid}2.test'; \
              PREPARE TRANSACTION '{gid}'"
         )
     };
-    db.batch_execute(&write("kept", 3, 9)).unwrap();
-    db.batch_execute(&write("dropped", 4, 10)).unwrap();
+    db.batch_execute(&write("kept", 3, 9, 1)).unwrap();
+    db.batch_execute(&write("dropped", 4, 10, 6)).unwrap();
     server.crash_and_restart();
     let mut db = server.connect("app");
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM pg_prepared_xacts"), 2, "both survive the crash");
@@ -516,7 +517,9 @@ fn prepared_transactions_survive_a_crash_and_commit_or_roll_back_exact() {
     );
     let code = refused.err().and_then(|e| e.code().cloned());
     assert_eq!(code, Some(postgres::error::SqlState::LOCK_NOT_AVAILABLE), "a writer of a prepared tenant waits");
-    db.batch_execute("RESET lock_timeout; COMMIT PREPARED 'kept'; ROLLBACK PREPARED 'dropped'").unwrap();
+    for statement in ["RESET lock_timeout", "COMMIT PREPARED 'kept'", "ROLLBACK PREPARED 'dropped'"] {
+        db.batch_execute(statement).unwrap();
+    }
     assert_eq!(drifted_tenants(&mut db), 0);
     assert_eq!(drifted_vps(&mut db), 0);
     let kept = scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE domain LIKE 'kept%'");
