@@ -8,11 +8,16 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::PgOid;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 thread_local! {
-    /// Plans prepared for reading (index 0: run read-only) and for writing (index 1: run read-write).
-    static PLANS: RefCell<[HashMap<String, Rc<OwnedPreparedStatement>>; 2]> = RefCell::new([HashMap::new(), HashMap::new()]);
+    /// Plans prepared for reading (index 0: run read-only) and for writing (index 1: run read-write). Never
+    /// dropped: a thread-local with a destructor is dropped inside the backend's exit(), after Postgres has shut
+    /// down, where freeing a plan calls SPI_freeplan (an error there is FATAL within exit; docs/crash-hunt.md).
+    /// The plans live as long as the backend, which is what this cache is for.
+    static PLANS: ManuallyDrop<RefCell<[HashMap<String, Rc<OwnedPreparedStatement>>; 2]>> =
+        ManuallyDrop::new(RefCell::new([HashMap::new(), HashMap::new()]));
 }
 
 fn prepared(client: &SpiClient<'_>, sql: &str, types: &[PgOid], writes: bool) -> Rc<OwnedPreparedStatement> {
