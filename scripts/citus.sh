@@ -545,6 +545,49 @@ chom_check_vps_registry() {
   echo "  ok  a VPS with sites deleted (its sites set to no VPS on every shard)"
 }
 
+# The tables' owner's code on a cluster (SECURITY.md): CHOM's tables owned by a role that is no superuser, with a
+# trigger of that role's on tenants. It fires on the workers' shards inside chom's step of each shard statement,
+# and on the coordinator's recounts, which Citus sends to the workers over connections as that role: it refuses
+# to run as anyone but the owner, and the owner is no superuser on any node after writes and a recount.
+chom_check_owner_code() {
+  local table n pw
+  pw=$(cat "$WORK/pw")
+  echo "127.0.0.1:*:*:chom_app_owner:$pw" >>"$WORK/pgpass"
+  q coord "$DB" -c "CREATE ROLE chom_app_owner LOGIN PASSWORD '$pw'" >/dev/null || die "CREATE ROLE chom_app_owner"
+  for table in tenants sites vps_servers tier_limits; do
+    q coord "$DB" -c "ALTER TABLE $table OWNER TO chom_app_owner" >/dev/null || die "ALTER TABLE $table OWNER TO"
+  done
+  q coord "$DB" -c "CREATE FUNCTION public.chom_owner_only() RETURNS trigger LANGUAGE plpgsql AS \$f\$
+        BEGIN
+          IF current_user::text <> 'chom_app_owner' THEN
+            RAISE EXCEPTION 'the owner''s trigger on tenants ran as %', current_user;
+          END IF;
+          RETURN NEW;
+        END \$f\$" \
+    -c "ALTER FUNCTION public.chom_owner_only() OWNER TO chom_app_owner" \
+    -c "SET citus.enable_unsafe_triggers = on" \
+    -c "CREATE TRIGGER chom_owner_only BEFORE UPDATE ON tenants FOR EACH ROW EXECUTE FUNCTION public.chom_owner_only()" \
+    >/dev/null || die "the owner's trigger on tenants"
+  q coord "$DB" -c "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb)
+                    SELECT gen_random_uuid(), md5('tenant' || i)::uuid, md5('vps' || (10 + i % 10))::uuid, 'owner-' || i || '.test', i
+                      FROM generate_series(1, 20) i" >/dev/null || die "writes with the owner's trigger on tenants"
+  q w2 "$DB" -c "UPDATE sites SET deleted_at = now() WHERE domain LIKE 'owner-1%'" >/dev/null \
+    || die "a write through a worker with the owner's trigger on tenants"
+  check "a recount from the coordinator with the owner's trigger on tenants" \
+    "SELECT count(*) FROM (SELECT chom_refresh_tenant(md5('tenant3')::uuid)) recount" "1"
+  for n in "${NODES[@]}"; do
+    [ "$(q1 "$n" "$DB" "SELECT rolsuper FROM pg_roles WHERE rolname = 'chom_app_owner'")" = f ] \
+      || die "chom_app_owner became a superuser on $n"
+  done
+  q coord "$DB" -c "SET citus.enable_unsafe_triggers = on" -c "DROP TRIGGER chom_owner_only ON tenants" \
+    -c "DROP FUNCTION public.chom_owner_only()" >/dev/null || die "dropping the owner's trigger"
+  for table in tenants sites vps_servers tier_limits; do
+    q coord "$DB" -c "ALTER TABLE $table OWNER TO postgres" >/dev/null || die "ALTER TABLE $table OWNER TO postgres"
+  done
+  q coord "$DB" -c "DROP ROLE chom_app_owner" >/dev/null || die "DROP ROLE chom_app_owner"
+  echo "  ok  CHOM's tables owned by a role that is no superuser: its trigger on tenants ran as that role on the shards and in a recount from the coordinator, and it gained nothing"
+}
+
 # chom.site_quota: checked where the tenant row is updated, on the worker, against its copy of tier_limits
 chom_check_quota() {
   local n limit tier
@@ -653,6 +696,7 @@ main() {
   chom_check_worker_writes
   chom_check_exact "after writes through a worker"
   chom_check_vps_registry
+  chom_check_owner_code
   chom_check_quota
   chom_check_exact "after VPSes added and deleted, and a quota check"
   check "chom_refresh_all(): every tenant recounted" "SELECT chom_refresh_all(50) = (SELECT count(*) FROM tenants)" "t"
