@@ -210,10 +210,11 @@ fn checked_vps_change(sites: i64) -> i32 {
 }
 
 /// Applies a committing transaction's changes: first every tenant, locked in id order, as the owner of CHOM's
-/// tables, then every VPS row, locked in id order, as chom ([`crate::identity`]). Every commit takes chom's row locks in this one order, and no lock of chom's is taken
-/// before commit, so committing transactions can wait for each other but never in a cycle. A single tenant
-/// (the common single-row write) is updated by a plain keyed UPDATE; several are locked first and then
-/// reached by the ctid the lock pass returns, without a second index look-up.
+/// tables, then every VPS row, locked in id order, as chom ([`crate::identity`]). Every commit takes chom's row
+/// locks in this one order, and no lock of chom's is taken before commit, so committing transactions can wait for
+/// each other but never in a cycle. A single tenant (the common single-row write) is updated by a plain keyed
+/// UPDATE; several are locked first and then reached by the ctid the lock pass returns, without a second index
+/// look-up.
 pub fn apply(target: &Target, changes: &Changes) {
     if !target.tables_exist() {
         // CHOM's tables were dropped in this very transaction: nothing is left to keep exact

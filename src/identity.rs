@@ -10,9 +10,8 @@
 //! deferred trigger or a cursor behind, or resolve a name through a schema the owner planted.
 
 use crate::errors::raise;
-use crate::target::{Target, CHOM_SCHEMA};
+use crate::target::{relation_oid, Target, CHOM_SCHEMA};
 use pgrx::{pg_sys, PgSqlErrorCode};
-use std::ffi::CString;
 
 /// Who a piece of chom's work runs as.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,32 +25,23 @@ pub enum Principal {
 /// The role `principal` names for `target`, from the relation cache (no query).
 pub fn role_of(target: &Target, principal: Principal) -> pg_sys::Oid {
     let (schema, table) = match principal {
-        Principal::TablesOwner => (target.schema.as_str(), "tenants"),
-        Principal::Chom => (CHOM_SCHEMA, "vps_load"),
+        Principal::TablesOwner => (target.schema.as_str(), c"tenants"),
+        Principal::Chom => (CHOM_SCHEMA, c"vps_load"),
     };
     relation_owner(schema, table).unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("chom: table {schema}.{table} no longer exists"),
+            format!("chom: table {schema}.{} no longer exists", table.to_string_lossy()),
             Some("Run SELECT * FROM chom_status(); to see what chom finds."),
         )
     })
 }
 
 /// The owner of `schema.table`, None when there is no such relation.
-pub fn relation_owner(schema: &str, table: &str) -> Option<pg_sys::Oid> {
-    let (schema, table) = (CString::new(schema).ok()?, CString::new(table).ok()?);
-    // SAFETY: catalogue look-ups by name (InvalidOid when missing); the relation is opened through the relcache
-    // only to read its pg_class row and closed again at once.
+fn relation_owner(schema: &str, table: &std::ffi::CStr) -> Option<pg_sys::Oid> {
+    let relid = relation_oid(schema, table)?;
+    // SAFETY: the relation is opened through the relcache only to read its pg_class row, and closed at once.
     unsafe {
-        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let relid = pg_sys::get_relname_relid(table.as_ptr(), namespace);
-        if relid == pg_sys::InvalidOid {
-            return None;
-        }
         let relation = pg_sys::RelationIdGetRelation(relid);
         if relation.is_null() {
             return None;

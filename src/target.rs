@@ -140,11 +140,21 @@ impl Target {
 
 /// Whether a relation exists (catalogue cache look-ups by name, no query).
 fn relation_exists(schema: &str, name: &std::ffi::CStr) -> bool {
-    let Ok(schema) = std::ffi::CString::new(schema) else { return false };
+    relation_oid(schema, name).is_some()
+}
+
+/// The oid of `schema.name`, None when there is no such schema or relation (catalogue cache look-ups by name,
+/// no query).
+pub fn relation_oid(schema: &str, name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
+    let schema = std::ffi::CString::new(schema).ok()?;
     // SAFETY: catalogue look-ups by name; a missing schema or relation gives InvalidOid.
     unsafe {
         let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        namespace != pg_sys::InvalidOid && pg_sys::get_relname_relid(name.as_ptr(), namespace) != pg_sys::InvalidOid
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let relid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
+        (relid != pg_sys::InvalidOid).then_some(relid)
     }
 }
 
@@ -259,13 +269,9 @@ fn refuse_relations_other_than_tables(target: &Target) {
 
 /// The relkind of `schema.name`, None when there is no such relation (catalogue cache look-ups, no query).
 fn relation_kind(schema: &str, name: &std::ffi::CStr) -> Option<std::ffi::c_char> {
-    let schema = std::ffi::CString::new(schema).ok()?;
-    // SAFETY: catalogue look-ups by name and oid; a missing schema or relation gives InvalidOid.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        let relid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
-        (namespace != pg_sys::InvalidOid && relid != pg_sys::InvalidOid).then(|| pg_sys::get_rel_relkind(relid))
-    }
+    let relid = relation_oid(schema, name)?;
+    // SAFETY: a catalogue cache look-up by the oid just found.
+    Some(unsafe { pg_sys::get_rel_relkind(relid) })
 }
 
 /// A trigger's arguments, as pg_trigger.tgargs stores them (each one NUL-terminated).
