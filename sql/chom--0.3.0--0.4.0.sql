@@ -8,19 +8,14 @@
 --
 -- What changes for a running application: chom's commit step applies each transaction's changes in the library
 -- that recorded them, as the owner of CHOM's tables (tenants) and as chom (chom.vps_load), each inside a
--- security-restricted operation; no function of chom's is SECURITY DEFINER but chom.record_run(). A transaction
--- that wrote through 0.3.0's library before this update and commits after it reaches chom_apply_pending(),
--- which now refuses (42501): it is rolled back whole, never half-applied, and can be retried.
+-- security-restricted operation; no function of chom's is SECURITY DEFINER but chom.record_run() and the bridge
+-- below. A transaction that wrote through 0.3.0's library before this update and commits after it is applied
+-- exactly once, by 0.3.0's library, through chom_apply_pending() (see the end of this script).
 
 \echo Use "ALTER EXTENSION chom UPDATE TO '0.4.0'" to load this file. \quit
 
 -- Each release has a library of its own (chom-<version>); cargo pgrx substitutes @CARGO_VERSION@ when it
 -- installs this script, so the update relies only on the library installed with it.
-
-CREATE OR REPLACE FUNCTION @extschema@."chom_apply_pending"() RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c
-AS 'chom-@CARGO_VERSION@', 'chom_apply_pending_wrapper';
 
 CREATE OR REPLACE FUNCTION @extschema@."chom_cache_drift"() RETURNS TABLE (
 	"tenant_id" uuid,
@@ -317,9 +312,40 @@ BEGIN
 END
 $$;
 
--- chom_apply_pending() is no longer how chom commits: not SECURITY DEFINER, no settings of its own.
-ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER RESET ALL;
+-- The bridge for transactions that meet this update. 0.3.0's library hands a committing transaction's changes to
+-- chom_apply_pending(), which it looks up by name, through its own memory: so the function is not re-pointed
+-- at this release's library (above) but stays bound to 0.3.0's, which the package keeps installed. A
+-- transaction that wrote sites through 0.3.0's library before this update and commits after it is then applied
+-- once, by the library that recorded it; what it wrote after the update went through this release's triggers
+-- and is applied by this release's commit step, once too.
+--
+-- It no longer runs as the superuser who installed chom: it is SECURITY DEFINER owned by the owner of CHOM's
+-- tables, so whatever that role's triggers on tenants do in it, they do as that role. 0.3.0's step also
+-- writes chom.vps_load (a copy of per-VPS counts of sites that role owns, which it could skew by editing
+-- vps_servers anyway): the role is given those rights on it. Without an installation there is nothing to
+-- apply: the function is left to chom's owner, as invoker. The next release's update binds the function to
+-- its own library again and revokes these rights.
+ALTER FUNCTION @extschema@.chom_apply_pending()
+    SECURITY DEFINER RESET ALL;
+ALTER FUNCTION @extschema@.chom_apply_pending()
+    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
 REVOKE ALL ON FUNCTION @extschema@.chom_apply_pending() FROM PUBLIC;
+DO $chom$
+DECLARE
+    tables_owner pg_catalog.text := (
+        SELECT c.relowner::pg_catalog.regrole::pg_catalog.text
+          FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+         WHERE t.tgfoid OPERATOR(pg_catalog.=) '@extschema@.chom_sites_aggregates()'::pg_catalog.regprocedure
+         ORDER BY c.oid LIMIT 1);
+BEGIN
+    IF tables_owner IS NULL THEN
+        ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER;
+        RETURN;
+    END IF;
+    EXECUTE pg_catalog.format('ALTER FUNCTION @extschema@.chom_apply_pending() OWNER TO %s', tables_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON chom.vps_load TO %s', tables_owner);
+END
+$chom$;
 
 -- The tables' owner installs and uninstalls (the functions refuse other roles but superusers). 0.3.0 revoked
 -- EXECUTE from PUBLIC; the grants are made again in the order a fresh install has them, so both give one ACL.

@@ -5,10 +5,11 @@
 
 mod common;
 
-use common::{drifted_tenants, drifted_vps, scalar_i64, Server};
+use common::{drifted_tenants, drifted_vps, pg_config_path, scalar_i64, Server};
 use postgres::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
 
 fn installed_app(server: &Server) -> Client {
     let mut db = server.chom_database("app");
@@ -283,4 +284,99 @@ fn a_stale_stats_read_stores_its_recount_at_commit() {
         1
     );
     assert_exact(&mut db, "after the stale read");
+}
+
+/// The next release, made for a test: this version's library copied under the next version's name (a library
+/// of its own, with its own memory and transaction callbacks, as a real next release's would be) and an update
+/// script that re-points every function of chom's at it. Removed again when dropped.
+struct NextRelease {
+    version: String,
+    files: Vec<PathBuf>,
+}
+
+impl NextRelease {
+    fn install() -> NextRelease {
+        let current = env!("CARGO_PKG_VERSION");
+        let version = format!("{current}-next{}", std::process::id());
+        let library = pg_config_path("--pkglibdir").join(format!("chom-{version}.so"));
+        let script = pg_config_path("--sharedir").join(format!("extension/chom--{current}--{version}.sql"));
+        let next = NextRelease { version: version.clone(), files: vec![library.clone(), script.clone()] };
+        std::fs::copy(pg_config_path("--pkglibdir").join(format!("chom-{current}.so")), &library)
+            .expect("this version's library is installed (scripts/test.sh: cargo pgrx install)");
+        std::fs::write(
+            &script,
+            format!(
+                "DO $next$\n\
+                 DECLARE f pg_catalog.oid;\n\
+                 BEGIN\n\
+                     FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p WHERE p.probin = 'chom-{current}' LOOP\n\
+                         EXECUTE pg_catalog.replace(pg_catalog.pg_get_functiondef(f), \n\
+                                                    $$'chom-{current}'$$, $$'chom-{version}'$$);\n\
+                     END LOOP;\n\
+                 END\n\
+                 $next$;\n"
+            ),
+        )
+        .expect("writing the next release's update script");
+        next
+    }
+}
+
+impl Drop for NextRelease {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// A transaction open while another session runs ALTER EXTENSION chom UPDATE to the next release: what it wrote
+/// before the update (through this version's library) and after it (through the next one's) is applied exactly
+/// once at its COMMIT, each part by the library that recorded it: no hand-over by name can lose it.
+#[test]
+fn a_transaction_open_across_an_update_to_the_next_release_is_applied_once() {
+    let next = NextRelease::install();
+    let server = Server::start();
+    let mut db = installed_app(&server);
+    let before = cached_sites(&mut db, 3);
+    let mut open = server.connect("app");
+    open.batch_execute(
+        "BEGIN; \
+         INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+              VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'across-before.test', 5); \
+         UPDATE sites SET tenant_id = md5('tenant4')::uuid WHERE domain = (SELECT min(domain) FROM sites \
+                WHERE tenant_id = md5('tenant3')::uuid AND deleted_at IS NULL AND domain <> 'across-before.test')",
+    )
+    .unwrap();
+    db.batch_execute(&format!("ALTER EXTENSION chom UPDATE TO '{}'", next.version)).unwrap();
+    open.batch_execute(
+        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+              VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps3')::uuid, 'across-after.test', 6); \
+         COMMIT",
+    )
+    .expect("a transaction open across the update commits");
+    let pid = scalar_i64(&mut open, "SELECT pg_backend_pid()::bigint");
+    if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        for library in [format!("chom-{}.so", env!("CARGO_PKG_VERSION")), format!("chom-{}.so", next.version)] {
+            assert!(maps.contains(&library), "the session open across the update has loaded {library}");
+        }
+    }
+    let libraries = scalar_i64(
+        &mut open,
+        "SELECT count(DISTINCT probin) FROM pg_proc WHERE probin LIKE 'chom-%' AND pronamespace = \
+             (SELECT extnamespace FROM pg_extension WHERE extname = 'chom')",
+    );
+    assert_eq!(libraries, 1, "every function of chom's names the next release's library");
+    assert_eq!(cached_sites(&mut db, 3), before + 1, "tenant 3: two sites in, one moved out, once each");
+    assert_exact(&mut db, "after a transaction open across an update to the next release");
+    // and the next release's library applies a new session's writes alone
+    let mut after = server.connect("app");
+    after
+        .batch_execute(
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+                  VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps3')::uuid, 'next-release.test', 7)",
+        )
+        .unwrap();
+    assert_eq!(cached_sites(&mut db, 3), before + 2);
+    assert_exact(&mut db, "after a write through the next release");
 }

@@ -67,6 +67,14 @@ fn free_port() -> u16 {
     }
 }
 
+/// A directory of the Postgres build the tests run against (CHOM_PG_CONFIG, default Debian's 15), as its
+/// pg_config prints it for `option` (`--bindir`, `--pkglibdir`, `--sharedir`).
+pub fn pg_config_path(option: &str) -> PathBuf {
+    let pg_config = std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let output = checked(Command::new(&pg_config).arg(option).output(), "pg_config");
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
 impl Server {
     /// Starts a fresh cluster; it is stopped and removed when the Server is dropped.
     pub fn start() -> Server {
@@ -75,10 +83,7 @@ impl Server {
     }
 
     fn start_in(dir: PathBuf, port: u16) -> Server {
-        let pg_config =
-            std::env::var("CHOM_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-        let bindir = checked(Command::new(&pg_config).arg("--bindir").output(), "pg_config --bindir");
-        let bindir = PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
+        let bindir = pg_config_path("--bindir");
         let server = Server { bindir, dir, port };
         if !server.dir.join("data").exists() {
             let _ = std::fs::remove_dir_all(&server.dir);
