@@ -325,10 +325,6 @@ $$;
 -- vps_servers anyway): the role is given those rights on it. Without an installation there is nothing to
 -- apply: the function is left to chom's owner, as invoker. The next release's update binds the function to
 -- its own library again and revokes these rights.
-ALTER FUNCTION @extschema@.chom_apply_pending()
-    SECURITY DEFINER RESET ALL;
-ALTER FUNCTION @extschema@.chom_apply_pending()
-    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
 REVOKE ALL ON FUNCTION @extschema@.chom_apply_pending() FROM PUBLIC;
 DO $chom$
 DECLARE
@@ -337,11 +333,22 @@ DECLARE
           FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
          WHERE t.tgfoid OPERATOR(pg_catalog.=) '@extschema@.chom_sites_aggregates()'::pg_catalog.regprocedure
          ORDER BY c.oid LIMIT 1);
+    -- false when this update started from 0.1.0 or 0.2.0: 0.2.0 -> 0.3.0 above then created the function on
+    -- this release's library, and no transaction of 0.3.0's library can exist
+    bound_to_0_3_0 pg_catalog.bool := (
+        SELECT p.probin OPERATOR(pg_catalog.<>) 'chom-@CARGO_VERSION@' FROM pg_catalog.pg_proc p
+         WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.chom_apply_pending()'::pg_catalog.regprocedure);
 BEGIN
-    IF tables_owner IS NULL THEN
-        ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER;
+    IF tables_owner IS NULL OR NOT bound_to_0_3_0 THEN
+        -- as a fresh install of this release has it: a stub on this release's library that refuses every call
+        CREATE OR REPLACE FUNCTION @extschema@.chom_apply_pending() RETURNS void
+        STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'chom-@CARGO_VERSION@', 'chom_apply_pending_wrapper';
+        ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY INVOKER RESET ALL;
         RETURN;
     END IF;
+    ALTER FUNCTION @extschema@.chom_apply_pending() SECURITY DEFINER RESET ALL;
+    ALTER FUNCTION @extschema@.chom_apply_pending()
+        SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
     EXECUTE pg_catalog.format('ALTER FUNCTION @extschema@.chom_apply_pending() OWNER TO %s', tables_owner);
     EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON chom.vps_load TO %s', tables_owner);
 END

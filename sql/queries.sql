@@ -2,7 +2,8 @@
 -- Placeholders, replaced with quoted names when chom runs them: {tenants}, {sites}, {vps_servers} (CHOM's
 -- tables in the schema chom was installed on), {tenants.cached_at} and the like (the columns chom uses, under
 -- their current names: chom follows the application's renames), {chom} (chom's own schema), {live_sites} (the
--- block of that name, inlined), {vps_rows} (likewise). Each block has a variant of queries::Query.
+-- block of that name, inlined), {vps_rows} and {recount_tenants} (likewise). Each block has a variant of
+-- queries::Query.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.
 -- The read queries lay the calling transaction's pending changes (src/pending.rs) over the stored values, so
 -- that a transaction sees its own writes: pending ids with their changes as parallel arrays, a boolean for
@@ -59,6 +60,22 @@ SELECT t.{tenants.id}, t.ctid
  WHERE t.{tenants.id} = ANY ($1::uuid[])
  ORDER BY t.{tenants.id}
    FOR NO KEY UPDATE OF t
+
+-- name: lock_all_tenants
+-- Row locks on every tenant, in id order: the commit of a transaction that changed more tenants than a fold
+-- keeps (src/pending.rs) recounts them all.
+SELECT t.{tenants.id} FROM {tenants} t ORDER BY t.{tenants.id} FOR NO KEY UPDATE OF t
+
+-- name: recount_all_tenants
+-- Recomputes every tenant's aggregates ($1 NULL: every tenant; rows locked by lock_all_tenants) and returns the
+-- tenants whose live sites that raised, whose quota the commit checks.
+WITH recounted AS ({recount_tenants}
+RETURNING t.{tenants.id} AS id, t0.{tenants.cached_sites_count} AS before, t.{tenants.cached_sites_count} AS after)
+SELECT r.id FROM recounted r WHERE r.after > r.before ORDER BY r.id
+
+-- name: tenant_ids
+-- Every tenant, in id order (the Citus coordinator recounts them one by one).
+SELECT t.{tenants.id} FROM {tenants} t ORDER BY t.{tenants.id}
 
 -- name: apply_locked_tenant_deltas
 -- A transaction's net change per tenant, for the rows lock_tenants locked, reached by ctid (a TID scan each).
@@ -229,23 +246,9 @@ WITH live AS ({live_sites})
 SELECT coalesce((SELECT sites_count FROM live), 0)::integer, coalesce((SELECT storage_mb FROM live), 0)::bigint,
        localtimestamp(0)
 
--- name: pick_vps
--- Eligible VPSes, least loaded first, after ($6, $7) in (live_sites, vps_id) order, at most $8: a walk along
--- chom.vps_load_pick (active, shared VPSes by load) that stops once it has $8 rows passing the other
--- filters. Ties on load go to the smallest id.
-SELECT l.vps_id, l.live_sites
-  FROM {chom}.vps_load l
- WHERE l.status = 'active' AND l.allocation_type = 'shared' AND l.health_status = ANY ($1::text[])
-   AND ($2::integer IS NULL OR l.spec_memory_mb >= $2::integer)
-   AND ($3::integer IS NULL OR l.spec_disk_gb >= $3::integer)
-   AND ($4::text IS NULL OR l.region = $4::text)
-   AND ($5::text IS NULL OR l.provider = $5::text)
-   AND (l.live_sites, l.vps_id) > ($6::integer, $7::uuid)
- ORDER BY l.live_sites, l.vps_id
- LIMIT $8
-
 -- name: pick_vps_overlay
--- The same for a transaction with pending VPS changes: attributes from vps_servers itself (its own writes
+-- chom_pick_vps() for a transaction with pending VPS changes (without any, it walks chom.vps_load_pick
+-- itself: src/placement.rs): eligible VPSes by its rule, attributes from vps_servers itself (its own writes
 -- included), loads from chom.vps_load with the pending changes laid over them ($6, $7 pending ids and changes,
 -- $8 counts restart from zero, $9 VPSes recounted at commit), every eligible VPS, least loaded first.
 WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites))

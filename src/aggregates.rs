@@ -244,22 +244,36 @@ fn queue_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
 }
 
 fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
-    update_tenants(client, target, changes);
-    enforce_site_quota(client, target, changes);
+    let raised = update_tenants(client, target, changes);
+    enforce_site_quota(client, target, raised);
 }
 
-fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+/// Updates the tenants' aggregates; returns the tenants whose live sites this transaction raised.
+fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) -> Vec<UuidBytes> {
     if changes.sites_truncated {
         run(client, target, Query::ZeroTenants, &[], &[]);
     }
     if target.distributed && target.placement.is_none() {
         // the Citus coordinator: the sites triggers fire on the shards, so only recounts (a stale stats read)
         // are left here, one tenant at a time (Citus refuses row locks across shards), in id order
-        for id in &changes.tenant_recounts {
-            run(client, target, Query::RecountTenant, &[UUID], &[Uuid::from_bytes(*id).into()]);
+        let ids: Vec<Uuid> = if changes.all_tenants_recounted {
+            run(client, target, Query::TenantIds, &[], &[]).map(|row| db::required::<Uuid>(&row, 1)).collect()
+        } else {
+            changes.tenant_recounts.iter().map(|id| Uuid::from_bytes(*id)).collect()
+        };
+        for id in ids {
+            run(client, target, Query::RecountTenant, &[UUID], &[id.into()]);
         }
-        return;
+        return Vec::new();
     }
+    if changes.all_tenants_recounted {
+        // more tenants than a fold keeps (pending::TENANTS_FOLDED_AT_MOST): every tenant, locked in id order
+        run(client, target, Query::LockAllTenants, &[], &[]);
+        return run(client, target, Query::RecountAllTenants, &[UUID_ARRAY], &[Option::<Vec<Uuid>>::None.into()])
+            .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
+            .collect();
+    }
+    let raised = changes.tenants.iter().filter(|(_, (sites, _))| *sites > 0).map(|(id, _)| *id).collect();
     let recounts = &changes.tenant_recounts;
     let deltas: BTreeMap<UuidBytes, (i32, i64)> = changes
         .tenants
@@ -275,11 +289,11 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
             &[UUID, INT4, INT8],
             &[Uuid::from_bytes(*id).into(), (*sites).into(), (*storage).into()],
         );
-        return;
+        return raised;
     }
     let ids: BTreeSet<UuidBytes> = deltas.keys().chain(recounts.iter()).copied().collect();
     if ids.is_empty() {
-        return;
+        return raised;
     }
     let locked: BTreeMap<UuidBytes, pg_sys::ItemPointerData> =
         run(client, target, Query::LockTenants, &[UUID_ARRAY], &[uuid_array(ids.into_iter())])
@@ -299,18 +313,17 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
     if !recounts.is_empty() {
         run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
     }
+    raised
 }
 
 /// With `chom.enforce_site_quota` on, refuses the commit when it takes a tenant above its tier's `max_sites`.
 /// Only tenants whose live sites this transaction raises are checked (a tenant over its limit after a
 /// downgrade can still delete, soft delete and move sites out), and they are checked after their update, on
 /// the rows this commit holds locked: exact under any concurrency.
-fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, raised: Vec<UuidBytes>) {
     if !crate::settings::site_quota_enforced() || !target.tier_limits_exist() {
         return;
     }
-    let raised: Vec<UuidBytes> =
-        changes.tenants.iter().filter(|(_, (sites, _))| *sites > 0).map(|(id, _)| *id).collect();
     if raised.is_empty() {
         return;
     }

@@ -20,10 +20,19 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode, PgTryBuilder, Uuid};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::mem::ManuallyDrop;
 
 /// A uuid as Postgres stores it; BTreeMaps keyed by it iterate in Postgres' uuid order (bytewise), the lock
 /// order.
 pub type UuidBytes = [u8; 16];
+
+/// The most tenants one part of the changes (a statement's fold, a (sub)transaction's frame) keeps a change
+/// for. Past it, the part stops counting per tenant and every tenant is recounted at commit instead (a
+/// transaction that touches this many tenants is a bulk operation, which a recount of every tenant does not
+/// slow by much), so a fold takes at most about 12 MB, whatever the number of tenants a transaction touches.
+/// High enough for the bulk inserts an application runs (100,000 sites over 200,000 tenants touch about
+/// 80,000 of them). VPSes are not bounded this way: there are as many entries as VPSes, a few thousand.
+pub const TENANTS_FOLDED_AT_MOST: usize = 1 << 18;
 
 /// A net change to the aggregates: per tenant (live sites, storage MB), per VPS (live sites), and the
 /// wholesale events that restart counts from zero.
@@ -33,6 +42,9 @@ pub struct Changes {
     pub sites_truncated: bool,
     /// `TRUNCATE vps_servers` ran: chom.vps_load restarts empty; the VPSes inserted since are in `vps_touched`.
     pub vps_truncated: bool,
+    /// More tenants changed than [`TENANTS_FOLDED_AT_MOST`]: every tenant is recounted at commit, and
+    /// `tenants` and `tenant_recounts` stay empty.
+    pub all_tenants_recounted: bool,
     pub tenants: BTreeMap<UuidBytes, (i64, i128)>,
     pub vps: BTreeMap<UuidBytes, i64>,
     /// VPSes inserted, updated or deleted: their copy of the pick's attributes is refreshed at commit.
@@ -51,11 +63,28 @@ impl Changes {
     /// Counts a live site row in (`sign` 1) or out (`sign` -1).
     pub fn add_site(&mut self, tenant: UuidBytes, vps: Option<UuidBytes>, storage_mb: i64, sign: i64) {
         self.some_tenant.get_or_insert(tenant);
-        let entry = self.tenants.entry(tenant).or_default();
-        entry.0 += sign;
-        entry.1 += i128::from(sign) * i128::from(storage_mb);
+        if !self.all_tenants_recounted {
+            let entry = self.tenants.entry(tenant).or_default();
+            entry.0 += sign;
+            entry.1 += i128::from(sign) * i128::from(storage_mb);
+            self.bound();
+        }
         if let Some(vps) = vps {
             *self.vps.entry(vps).or_default() += sign;
+        }
+    }
+
+    /// Marks every tenant for a recount at commit, which supersedes every per-tenant change.
+    pub fn recount_all_tenants(&mut self) {
+        self.all_tenants_recounted = true;
+        self.tenants = BTreeMap::new();
+        self.tenant_recounts = BTreeSet::new();
+    }
+
+    /// Keeps the per-tenant part within [`TENANTS_FOLDED_AT_MOST`].
+    pub fn bound(&mut self) {
+        if self.tenants.len() + self.tenant_recounts.len() > TENANTS_FOLDED_AT_MOST {
+            self.recount_all_tenants();
         }
     }
 
@@ -80,16 +109,22 @@ impl Changes {
         if later.vps_truncated {
             self.truncate_vps();
         }
-        for (id, (sites, storage)) in later.tenants {
-            let entry = self.tenants.entry(id).or_default();
-            entry.0 += sites;
-            entry.1 += storage;
+        if later.all_tenants_recounted {
+            self.recount_all_tenants();
+        }
+        if !self.all_tenants_recounted {
+            for (id, (sites, storage)) in later.tenants {
+                let entry = self.tenants.entry(id).or_default();
+                entry.0 += sites;
+                entry.1 += storage;
+            }
+            self.tenant_recounts.extend(later.tenant_recounts);
+            self.bound();
         }
         for (id, sites) in later.vps {
             *self.vps.entry(id).or_default() += sites;
         }
         self.vps_touched.extend(later.vps_touched);
-        self.tenant_recounts.extend(later.tenant_recounts);
         self.vps_recounts.extend(later.vps_recounts);
         self.some_tenant = self.some_tenant.or(later.some_tenant);
     }
@@ -134,7 +169,8 @@ impl Changes {
     /// The tenant's (sites, storage) change, or None when it is recounted at commit (its stored value will be
     /// replaced by a recount, which already sees this transaction's rows).
     pub fn tenant_delta(&self, tenant: &UuidBytes) -> Option<(i64, i128)> {
-        (!self.tenant_recounts.contains(tenant)).then(|| self.tenants.get(tenant).copied().unwrap_or_default())
+        (!self.all_tenants_recounted && !self.tenant_recounts.contains(tenant))
+            .then(|| self.tenants.get(tenant).copied().unwrap_or_default())
     }
 }
 
@@ -146,6 +182,8 @@ pub struct TenantOverlay {
     pub storage: Vec<i64>,
     pub zero: bool,
     pub recounted: Vec<Uuid>,
+    /// Every tenant is recounted at commit (the ids above are then empty).
+    pub all_recounted: bool,
 }
 
 /// The same for chom.vps_load, with the VPSes whose row is refreshed from vps_servers at commit.
@@ -177,7 +215,14 @@ impl Changes {
                 (Uuid::from_bytes(*id), (*sites, storage))
             })
             .unzip();
-        TenantOverlay { ids, sites, storage, zero: self.sites_truncated, recounted: uuids(self.tenant_recounts.iter()) }
+        TenantOverlay {
+            ids,
+            sites,
+            storage,
+            zero: self.sites_truncated,
+            recounted: uuids(self.tenant_recounts.iter()),
+            all_recounted: self.all_tenants_recounted,
+        }
     }
 
     pub fn vps_overlay(&self) -> VpsOverlay {
@@ -210,7 +255,9 @@ struct Pending {
 }
 
 thread_local! {
-    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    /// Never dropped, like the plan cache ([`crate::plans`]): no chom code runs inside the backend's exit(),
+    /// where Postgres has already shut down (docs/crash-hunt.md). A transaction's end empties it.
+    static PENDING: ManuallyDrop<RefCell<Pending>> = ManuallyDrop::new(RefCell::new(Pending::default()));
 }
 
 fn current_subtransaction() -> pg_sys::SubTransactionId {
@@ -248,7 +295,9 @@ pub fn record(target: &Target, record: impl FnOnce(&mut Changes)) {
             pending.frames.push(Frame { subtransaction, changes: BTreeMap::new() });
         }
         let frame = pending.frames.last_mut().expect("a frame was just ensured");
-        record(frame.changes.entry(index).or_default());
+        let changes = frame.changes.entry(index).or_default();
+        record(changes);
+        changes.bound();
     });
 }
 
@@ -488,6 +537,46 @@ mod unit_tests {
         assert!(before.sites_truncated);
         assert_eq!(before.tenants.keys().copied().collect::<Vec<_>>(), vec![id(2)]);
         assert_eq!(before.vps.keys().copied().collect::<Vec<_>>(), vec![id(8)]);
+    }
+
+    fn tenant_id(n: u32) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+
+    #[test]
+    fn past_the_bound_every_tenant_is_recounted_and_nothing_is_kept_per_tenant() {
+        let mut changes = Changes::default();
+        let limit = super::TENANTS_FOLDED_AT_MOST as u32;
+        for n in 0..limit {
+            changes.add_site(tenant_id(n), Some(id(9)), 1, 1);
+        }
+        assert!(!changes.all_tenants_recounted, "at the bound, still per tenant");
+        assert_eq!(changes.tenant_delta(&tenant_id(0)), Some((1, 1)));
+        changes.add_site(tenant_id(limit), Some(id(9)), 1, 1);
+        assert!(changes.all_tenants_recounted);
+        assert!(changes.tenants.is_empty() && changes.tenant_recounts.is_empty());
+        assert_eq!(changes.tenant_delta(&tenant_id(0)), None, "every tenant's value is a recount now");
+        assert_eq!(changes.vps[&id(9)], i64::from(limit) + 1, "VPS changes are still counted");
+        changes.add_site(tenant_id(limit + 1), None, 1, 1);
+        assert!(changes.tenants.is_empty(), "nothing more is kept per tenant");
+    }
+
+    #[test]
+    fn a_bounded_part_merged_into_another_makes_it_recount_every_tenant() {
+        let mut earlier = Changes::default();
+        earlier.add_site(id(1), None, 10, 1);
+        let mut later = Changes::default();
+        later.recount_all_tenants();
+        earlier.merge(later);
+        assert!(earlier.all_tenants_recounted && earlier.tenants.is_empty());
+        let mut small = Changes::default();
+        small.add_site(id(2), None, 10, 1);
+        small.tenant_recounts.insert(id(3));
+        earlier.merge(small);
+        assert!(earlier.tenants.is_empty() && earlier.tenant_recounts.is_empty());
+        assert!(!earlier.is_empty());
     }
 
     #[test]

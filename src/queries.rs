@@ -32,6 +32,9 @@ queries! {
     RecountTenants = "recount_tenants",
     TenantDrift = "tenant_drift",
     LockTenants = "lock_tenants",
+    LockAllTenants = "lock_all_tenants",
+    RecountAllTenants = "recount_all_tenants",
+    TenantIds = "tenant_ids",
     ApplyLockedTenantDeltas = "apply_locked_tenant_deltas",
     ApplyTenantDelta = "apply_tenant_delta",
     ApplyVpsDeltas = "apply_vps_deltas",
@@ -51,7 +54,6 @@ queries! {
     LockVps = "lock_vps",
     TenantStats = "tenant_stats",
     TenantLiveStats = "tenant_live_stats",
-    PickVps = "pick_vps",
     PickVpsOverlay = "pick_vps_overlay",
     VpsLoad = "vps_load",
     IndexUsage = "index_usage",
@@ -117,7 +119,7 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
     if let Some(rendered) = cached {
         return rendered;
     }
-    let inlined = [Query::LiveSites, Query::VpsRows, Query::SettledVps]
+    let inlined = [Query::RecountTenants, Query::LiveSites, Query::VpsRows, Query::SettledVps]
         .iter()
         .fold(block(target, query).to_string(), |sql, inlined| {
             sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()])

@@ -380,3 +380,64 @@ fn a_transaction_open_across_an_update_to_the_next_release_is_applied_once() {
     assert_eq!(cached_sites(&mut db, 3), before + 2);
     assert_exact(&mut db, "after a write through the next release");
 }
+
+/// A transaction that changes more tenants than a fold keeps per tenant (262,144, src/pending.rs) stops
+/// counting per tenant and recounts every tenant at commit: exact after it, its own reads exact before it, and
+/// the site quota still refuses a tenant that the transaction took over its limit.
+#[test]
+fn a_transaction_changing_more_tenants_than_a_fold_keeps_recounts_every_tenant_at_commit() {
+    const BULK: u32 = 270_000;
+    let server = Server::start();
+    let mut db = installed_app(&server);
+    db.batch_execute(&format!(
+        "INSERT INTO tenants (id, organization_id, name, slug, tier, status) \
+         SELECT md5('bulk' || i)::uuid, md5('org1')::uuid, 'Bulk ' || i, 'bulk-' || i, 'enterprise', 'active' \
+           FROM generate_series(1, {BULK}) i"
+    ))
+    .unwrap();
+    let insert_one_site_each = format!(
+        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+         SELECT gen_random_uuid(), md5('bulk' || i)::uuid, md5('vps' || (1 + i % 30))::uuid, 'bulk' || i || '.test', i % 7 \
+           FROM generate_series(1, {BULK}) i"
+    );
+    let tenant3_before = cached_sites(&mut db, 3);
+    // a tenant no transaction below touches: only a recount of every tenant stamps its cached_at
+    db.batch_execute("UPDATE tenants SET cached_at = '2000-01-01' WHERE id = md5('tenant100')::uuid").unwrap();
+    let untouched_recounted = |db: &mut Client| {
+        scalar_i64(db, "SELECT count(*) FROM tenants WHERE id = md5('tenant100')::uuid AND cached_at > '2000-01-01'")
+    };
+
+    // the quota on: the recount at commit finds tenant 3 (starter, over its limit of 5) raised, and refuses
+    db.batch_execute("SET chom.enforce_site_quota = on").unwrap();
+    db.batch_execute(&format!("BEGIN; {insert_one_site_each}")).unwrap();
+    db.batch_execute(
+        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+         VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'bulk-quota.test', 1)",
+    )
+    .unwrap();
+    let refused = db.batch_execute("COMMIT").expect_err("tenant 3 is over its starter limit");
+    assert_eq!(sqlstate(&refused), "23514", "{refused}");
+    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE domain LIKE 'bulk%'"), 0);
+    assert_eq!(untouched_recounted(&mut db), 0, "the refused commit recounted nothing that stayed");
+    db.batch_execute("RESET chom.enforce_site_quota").unwrap();
+
+    db.batch_execute(&format!("BEGIN; {insert_one_site_each}")).unwrap();
+    db.batch_execute(
+        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+         VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'bulk-3.test', 1)",
+    )
+    .unwrap();
+    // the transaction's own reads: each tenant's value is a recount now
+    let stats = scalar_i64(&mut db, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('bulk17')::uuid)");
+    assert_eq!(stats, 1, "chom_tenant_stats() of a tenant the transaction gave its first site");
+    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM chom_cache_drift()"), 0, "no drift seen inside it");
+    db.batch_execute("COMMIT").unwrap();
+    assert_eq!(untouched_recounted(&mut db), 1, "the commit recounted every tenant, untouched ones too");
+    assert_eq!(cached_sites(&mut db, 3), tenant3_before + 1);
+    assert_eq!(
+        scalar_i64(&mut db, "SELECT count(*) FROM tenants WHERE slug LIKE 'bulk-%' AND cached_sites_count <> 1"),
+        0,
+        "every bulk tenant counts its one site"
+    );
+    assert_exact(&mut db, "after a transaction that changed more tenants than a fold keeps");
+}
