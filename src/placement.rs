@@ -2,17 +2,15 @@
 //! attributes in chom.vps_load (one walk along its partial (live_sites, vps_id) index, no join), reserving its
 //! answer without a row lock, and chom_vps_load() lists the loads.
 
-use crate::db;
 use crate::errors::invalid_argument;
 use crate::pending;
-use crate::plans::types::{INT4, TEXT, TEXT_ARRAY, UUID};
 use crate::queries::{self, Query};
 use crate::settings;
 use crate::stats::read_only;
 use crate::target::{self, Target};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, Uuid};
+use pgrx::{pg_sys, PgTupleDesc, Uuid};
 
 /// Upper bounds past which a requirement is a bug in the caller, not a real VPS size: 16 TiB of memory,
 /// 1 PiB of disk, and the declared width of vps_servers.region / provider.
@@ -82,22 +80,12 @@ pub fn chom_pick_vps(
             ranked.first().copied()
         };
     }
-    if !reserve {
-        return eligible_page(&target, &filters, None, 1).first().map(|(id, _)| *id);
-    }
-    let mut after = None;
     let mut least_loaded = None;
-    loop {
-        let page = eligible_page(&target, &filters, after, RESERVATION_PAGE);
-        least_loaded = least_loaded.or(page.first().map(|(id, _)| *id));
-        if let Some((id, _)) = page.iter().find(|(id, _)| try_reserve(id)) {
-            return Some(*id);
-        }
-        if page.len() < RESERVATION_PAGE as usize {
-            return least_loaded;
-        }
-        after = page.last().copied();
-    }
+    let reserved = walk_eligible(&filters, |id| {
+        least_loaded = least_loaded.or(Some(id));
+        !reserve || try_reserve(&id)
+    });
+    reserved.or(least_loaded)
 }
 
 /// What chom_pick_vps() filters on.
@@ -121,20 +109,129 @@ impl Filters<'_> {
     }
 }
 
-/// How many eligible VPSes a reserving pick reads at a time while passing over reserved ones.
-const RESERVATION_PAGE: i32 = 16;
+impl Filters<'_> {
+    /// Whether a row of chom.vps_load passes the filters, as the SQL comparisons would decide (a NULL
+    /// attribute passes no requirement).
+    fn pass(&self, row: &VpsRow<'_>) -> bool {
+        let at_least = |value: Option<i32>, min: Option<i32>| min.is_none_or(|min| value.is_some_and(|v| v >= min));
+        let equal = |value: Option<&str>, wanted: Option<&str>| wanted.is_none_or(|w| value == Some(w));
+        row.status == Some("active")
+            && row.allocation_type == Some("shared")
+            && row.health_status.is_some_and(|health| self.health.iter().any(|h| h == health))
+            && at_least(row.spec_memory_mb, self.min_memory_mb)
+            && at_least(row.spec_disk_gb, self.min_disk_gb)
+            && equal(row.region, self.region)
+            && equal(row.provider, self.provider)
+    }
+}
 
-/// Eligible VPSes from chom.vps_load, least loaded first, after the (vps, live sites) position `after`.
-fn eligible_page(target: &Target, filters: &Filters, after: Option<(Uuid, i32)>, limit: i32) -> Vec<(Uuid, i32)> {
-    let (after_id, after_sites) = after.unwrap_or((Uuid::from_bytes([0; 16]), i32::MIN));
-    let mut args = filters.args();
-    args.extend([after_sites.into(), after_id.into(), limit.into()]);
-    let sql = queries::sql(target, Query::PickVps);
-    Spi::connect(|client| {
-        crate::plans::read(client, &sql, &[TEXT_ARRAY, INT4, INT4, TEXT, TEXT, INT4, UUID, INT4], &args)
-            .map(|row| (db::required::<Uuid>(&row, 1), db::required::<i32>(&row, 2)))
-            .collect()
-    })
+/// The attributes of a row of chom.vps_load that the pick reads, borrowed from the scan's slot.
+struct VpsRow<'a> {
+    id: Uuid,
+    status: Option<&'a str>,
+    allocation_type: Option<&'a str>,
+    health_status: Option<&'a str>,
+    spec_memory_mb: Option<i32>,
+    spec_disk_gb: Option<i32>,
+    region: Option<&'a str>,
+    provider: Option<&'a str>,
+}
+
+/// The columns of chom.vps_load the pick reads, in [`VpsRow`] order after vps_id.
+const PICK_COLUMNS: [&str; 8] =
+    ["vps_id", "status", "allocation_type", "health_status", "spec_memory_mb", "spec_disk_gb", "region", "provider"];
+
+/// Walks chom.vps_load along its partial index vps_load_pick ((live_sites, vps_id) of the active, shared
+/// VPSes), least loaded first, calling `take` with each VPS that passes the filters until it returns true;
+/// returns that VPS. This is the plan the query would have (an index walk that stops at the first row it
+/// wants) without the query: no SPI, no plan, no executor, which is most of what a pick cost. It reads with
+/// the statement's snapshot, and checks SELECT on chom.vps_load as the query would.
+fn walk_eligible(filters: &Filters, mut take: impl FnMut(Uuid) -> bool) -> Option<Uuid> {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: the relation and index are opened and locked for the scan and closed after it; the slot belongs
+    // to the relation; every datum read is of the type chom.vps_load declares for that column, read before
+    // the next tuple replaces the slot's contents. An error in between releases all of it at abort.
+    unsafe {
+        let (table, index) = vps_load_relations();
+        if pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), pg_sys::ACL_SELECT as pg_sys::AclMode)
+            != pg_sys::AclResult::ACLCHECK_OK
+        {
+            pg_sys::aclcheck_error(
+                pg_sys::AclResult::ACLCHECK_NO_PRIV,
+                pg_sys::ObjectType::OBJECT_TABLE,
+                c"vps_load".as_ptr(),
+            );
+        }
+        let heap = pg_sys::table_open(table, lock);
+        let index = pg_sys::index_open(index, lock);
+        let positions = PICK_COLUMNS.map(|name| {
+            let tupdesc = PgTupleDesc::from_pg_unchecked((*heap).rd_att);
+            tupdesc.iter().position(|att| !att.is_dropped() && att.name() == name).unwrap_or_else(|| {
+                crate::errors::raise(
+                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                    format!("chom: chom.vps_load has no column {name}"),
+                    Some("Run ALTER EXTENSION chom UPDATE, or reinstall chom."),
+                )
+            })
+        });
+        let deform_up_to = positions.iter().max().copied().unwrap_or(0) as i32 + 1;
+        let snapshot = pg_sys::GetActiveSnapshot();
+        #[cfg(feature = "pg18")]
+        let scan = pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 0, 0);
+        #[cfg(not(feature = "pg18"))]
+        let scan = pg_sys::index_beginscan(heap, index, snapshot, 0, 0);
+        pg_sys::index_rescan(scan, std::ptr::null_mut(), 0, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let mut taken = None;
+        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+            pg_sys::slot_getsomeattrs_int(slot, deform_up_to);
+            let values = std::slice::from_raw_parts((*slot).tts_values, deform_up_to as usize);
+            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, deform_up_to as usize);
+            let text = |i: usize| <&str>::from_datum(values[positions[i]], nulls[positions[i]]);
+            let integer = |i: usize| i32::from_datum(values[positions[i]], nulls[positions[i]]);
+            let Some(id) = Uuid::from_datum(values[positions[0]], nulls[positions[0]]) else { continue };
+            let row = VpsRow {
+                id,
+                status: text(1),
+                allocation_type: text(2),
+                health_status: text(3),
+                spec_memory_mb: integer(4),
+                spec_disk_gb: integer(5),
+                region: text(6),
+                provider: text(7),
+            };
+            if filters.pass(&row) && take(row.id) {
+                taken = Some(row.id);
+                break;
+            }
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::index_close(index, lock);
+        pg_sys::table_close(heap, lock);
+        taken
+    }
+}
+
+/// The oids of chom.vps_load and of its index vps_load_pick.
+fn vps_load_relations() -> (pg_sys::Oid, pg_sys::Oid) {
+    let schema = std::ffi::CString::new(target::CHOM_SCHEMA).expect("a schema name without NUL");
+    // SAFETY: catalogue look-ups by name; a missing schema or relation gives InvalidOid.
+    let (table, index) = unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        (
+            pg_sys::get_relname_relid(c"vps_load".as_ptr(), namespace),
+            pg_sys::get_relname_relid(c"vps_load_pick".as_ptr(), namespace),
+        )
+    };
+    if table == pg_sys::InvalidOid || index == pg_sys::InvalidOid {
+        crate::errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            "chom: chom.vps_load or its index vps_load_pick is missing",
+            Some("Run ALTER EXTENSION chom UPDATE, or reinstall chom."),
+        )
+    }
+    (table, index)
 }
 
 /// Every eligible VPS, least loaded first, counting this transaction's pending changes.
@@ -208,6 +305,76 @@ mod tests {
         assert_eq!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap(), None);
         Spi::run("SET LOCAL chom.eligible_health = 'unhealthy'").unwrap();
         assert!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap().is_some());
+    }
+
+    /// The pick's rule in SQL, as the application's query would say it: least loaded (live sites counted from
+    /// sites) among the eligible VPSes, ties to the smallest id.
+    const REFERENCE_PICK: &str = "SELECT (SELECT v.id::text FROM vps_servers v \
+         WHERE v.status = 'active' AND v.allocation_type = 'shared' AND v.health_status IN ('healthy', 'unknown') \
+           AND ($1::int IS NULL OR v.spec_memory_mb >= $1) AND ($2::int IS NULL OR v.spec_disk_gb >= $2) \
+           AND ($3::text IS NULL OR v.region = $3) AND ($4::text IS NULL OR v.provider = $4) \
+         ORDER BY (SELECT count(*) FROM sites s WHERE s.vps_id = v.id AND s.deleted_at IS NULL), v.id LIMIT 1)";
+
+    #[pg_test]
+    fn pick_vps_answers_what_its_rule_in_sql_answers_for_every_filter() {
+        install_with_data();
+        let regions: Vec<Option<String>> = std::iter::once(None)
+            .chain(Spi::connect(|c| {
+                c.select("SELECT DISTINCT region::text FROM vps_servers ORDER BY 1", None, &[])
+                    .unwrap()
+                    .map(|row| row.get::<String>(1).unwrap())
+                    .collect::<Vec<_>>()
+            }))
+            .collect();
+        let providers: Vec<Option<String>> = std::iter::once(None)
+            .chain(Spi::connect(|c| {
+                c.select("SELECT DISTINCT provider::text FROM vps_servers ORDER BY 1", None, &[])
+                    .unwrap()
+                    .map(|row| row.get::<String>(1).unwrap())
+                    .collect::<Vec<_>>()
+            }))
+            .collect();
+        assert!(regions.len() > 2 && providers.len() > 2, "the data has several regions and providers");
+        let mut compared = 0;
+        for memory in [None, Some(2048), Some(16384), Some(1_000_000)] {
+            for disk in [None, Some(100), Some(400)] {
+                for region in &regions {
+                    for provider in &providers {
+                        let args = || -> Vec<pgrx::datum::DatumWithOid<'_>> {
+                            vec![memory.into(), disk.into(), region.clone().into(), provider.clone().into()]
+                        };
+                        let picked =
+                            Spi::get_one_with_args::<String>("SELECT chom_pick_vps($1, $2, $3, $4)::text", &args())
+                                .unwrap();
+                        let expected = Spi::get_one_with_args::<String>(REFERENCE_PICK, &args()).unwrap();
+                        assert_eq!(picked, expected, "memory {memory:?}, disk {disk:?}, {region:?}, {provider:?}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared >= 100);
+    }
+
+    /// The pick is one walk along chom.vps_load_pick: one index scan per call, no sequential scan, and no
+    /// statement of its own (the transaction's own statistics counters say which scans ran).
+    #[pg_test]
+    fn pick_vps_walks_the_pick_index_and_nothing_else() {
+        install_with_data();
+        let scans = || {
+            Spi::get_two::<i64, i64>(
+                "SELECT pg_stat_get_xact_numscans('chom.vps_load_pick'::regclass), \
+                        pg_stat_get_xact_numscans('chom.vps_load'::regclass)",
+            )
+            .unwrap()
+        };
+        let (index_before, table_before) = scans();
+        for _ in 0..5 {
+            assert!(Spi::get_one::<String>("SELECT chom_pick_vps()::text").unwrap().is_some());
+        }
+        let (index_after, table_after) = scans();
+        assert_eq!(index_after.unwrap() - index_before.unwrap(), 5, "one scan of vps_load_pick per pick");
+        assert_eq!(table_after, table_before, "no sequential scan of chom.vps_load");
     }
 
     #[pg_test]
