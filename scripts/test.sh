@@ -6,7 +6,8 @@
 # installed into that build, the integration tests in tests/ over real connections against servers they start
 # themselves, and the isolation specs (pg_isolation_regress) of tests/isolation. Formatting and clippy first,
 # then the Debian package (scripts/package-test.sh, with Postgres 15).
-# Then the Citus leg (scripts/citus.sh; it says plainly that it skipped when the Citus source archive is absent).
+# Then pg_upgrade from 15 to 17 and 18 and dump/restore across majors (scripts/pg-upgrade.sh), and the Citus leg
+# (scripts/citus.sh; it says plainly that it skipped when the Citus source archive is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -55,6 +56,17 @@ for v in $versions; do
   bash scripts/isolation.sh "$pg_config"
   summary+=("pg$v ok")
 done
+# Major-version upgrades (scripts/pg-upgrade.sh): pg_upgrade from 15 to 17 and to 18 and pg_dump/pg_restore across
+# majors, with chom installed and this version built for each major by the legs above; only the majors run here
+upgrade_to=""
+for v in 17 18; do if [[ " $versions " == *" $v "* ]]; then upgrade_to+="$v "; fi; done
+if [[ " $versions " == *" 15 "* && -n $upgrade_to ]]; then
+  echo "=== Major-version upgrades: 15 -> ${upgrade_to% } with chom installed (scripts/pg-upgrade.sh)"
+  bash scripts/pg-upgrade.sh --to "${upgrade_to% }"
+  summary+=("pg_upgrade ok")
+else
+  echo "=== Major-version upgrades: skipped (they need 15 and 17 or 18 in CHOM_PG_VERSIONS)"
+fi
 echo "=== Citus: CHOM's schema distributed on a coordinator and two workers (scripts/citus.sh)"
 bash scripts/citus.sh
 summary+=("citus ok")
