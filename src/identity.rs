@@ -72,7 +72,7 @@ impl Restricted {
         let mut saved_user = pg_sys::InvalidOid;
         let mut saved_context = 0;
         // SAFETY: the same calls, in the same order, as ExecRefreshMatView(): the user id and security context
-        // are saved and switched, then a GUC nest level holds the pinned search_path until it is popped.
+        // are saved and switched, then a GUC nest level holds the pinned settings until it is popped.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
             pg_sys::SetUserIdAndSecContext(
@@ -82,16 +82,21 @@ impl Restricted {
                     | pg_sys::SECURITY_RESTRICTED_OPERATION as std::ffi::c_int,
             );
             let guc_nest_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            // chom's statements are keyed look-ups whose generic plan is always the right one: without this, the
+            // plan cache plans each execution anew for its first five and whenever custom plans look no dearer
+            for (name, value) in [(c"search_path", c"pg_catalog, pg_temp"), (c"plan_cache_mode", c"force_generic_plan")]
+            {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
             Restricted { saved_user, saved_context, guc_nest_level }
         }
     }
