@@ -3,6 +3,7 @@
 # real schema, and measures with pgbench, on the same server and data:
 #   reads  : before (base schema) vs seed (the app's 20 indexes + live COUNT/SUM + withCount) vs chom
 #   writes : none (chom's sites triggers disabled) vs the seed's recount row trigger vs chom: single-row writes,
+#            (and floor: the single-row mix keeping the aggregates by hand in the same statement, no trigger),
 #            multi-statement transactions (pgbench counting deadlocks), bulk insert
 # Prints a table and writes bench/out/report-<date>.md. Builds chom in release mode and installs it into
 # Postgres 15 first (--no-build to measure what is installed); set-up as for the tests (scripts/setup.sh).
@@ -238,6 +239,14 @@ single_row_tests() { # <config> <rep>
     bench write "$1" "insert, biggest tenant" "$c" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
   done
 }
+floor_tests() { # <rep>: the single-row mix with chom's triggers off and its maintenance written by hand in the
+  # same statement (bench/pgbench/floor_*.sql): what exact per-commit aggregates cost at the least
+  local c
+  for c in 1 4; do
+    bench write floor "single-row mix" "$c" "$1" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
+      -f "$P/floor_insert.sql@5" -f "$P/floor_update.sql@4" -f "$P/floor_softdelete.sql@1"
+  done
+}
 tx_tests() { # <config> <rep>: multi-statement transactions, pgbench counting deadlocks (no retries); the seed's
   # per-row recount locks each tenant at its statement, so its random-order transactions deadlock: the reference
   local c
@@ -257,7 +266,10 @@ paired_single_row() {
   db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
   for ((rep = 1; rep <= RUNS; rep++)); do
     chom_triggers disable; single_row_tests none "$rep"; tx_tests none "$rep"; restore_writes
-    chom_triggers enable; single_row_tests chom "$rep"; tx_tests chom "$rep"
+    # the floor keeps the aggregates itself; the restore, with chom's triggers on, undoes both exactly
+    floor_tests "$rep"; chom_triggers enable; restore_writes
+    check_drift "floor (maintenance written by hand), after its run $rep and the restore"
+    single_row_tests chom "$rep"; tx_tests chom "$rep"
     check_drift "chom, after pgbench writes of run $rep"
     restore_writes
   done
@@ -386,8 +398,11 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "## Writes (median TPS; bulk insert: median ms)"
     echo
     echo "none = chom's triggers on sites disabled (same tables, indexes and data), seed = recount row trigger (chom"
-    echo "uninstalled), chom = chom's statement triggers; none and chom were measured in turn. deadlocks none / seed /"
-    echo "chom: deadlock failures over all runs (the multi-statement transaction tests, pgbench --max-tries=1)."
+    echo "uninstalled), chom = chom's statement triggers; none and chom were measured in turn. floor = the single-row"
+    echo "mix with chom's triggers off and the same maintenance written by hand into each statement (the tenant's count"
+    echo "and storage, the VPS's live sites: bench/pgbench/floor_*.sql), what exact per-commit aggregates cost at the"
+    echo "least. deadlocks none / seed / chom: deadlock failures over all runs (the multi-statement transaction tests,"
+    echo "pgbench --max-tries=1)."
     echo
     "${RSQL[@]}" -At -c "SELECT line FROM md_writes ORDER BY ord"
     chart writes
