@@ -102,23 +102,29 @@ unsafe fn scan_transition_table(
     if store.is_null() {
         return;
     }
-    let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &raw const pg_sys::TTSOpsMinimalTuple);
-    let reader = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
-    pg_sys::tuplestore_select_read_pointer(store, reader);
-    pg_sys::tuplestore_rescan(store);
-    while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
-        pg_sys::slot_getsomeattrs_int(slot, deform_up_to);
-        let values = std::slice::from_raw_parts((*slot).tts_values, deform_up_to as usize);
-        let nulls = std::slice::from_raw_parts((*slot).tts_isnull, deform_up_to as usize);
-        each(values, nulls);
+    // SAFETY: the caller's contract: a live transition tuplestore and its row type. The slot is made for that
+    // row type and dropped at the end; each row's values and null flags are read, up to the deformed column,
+    // before the next row replaces them.
+    unsafe {
+        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &raw const pg_sys::TTSOpsMinimalTuple);
+        let reader = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_select_read_pointer(store, reader);
+        pg_sys::tuplestore_rescan(store);
+        while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
+            pg_sys::slot_getsomeattrs_int(slot, deform_up_to);
+            let values = std::slice::from_raw_parts((*slot).tts_values, deform_up_to as usize);
+            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, deform_up_to as usize);
+            each(values, nulls);
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
     }
-    pg_sys::ExecDropSingleTupleTableSlot(slot);
 }
 
 /// # Safety
 /// `datum` must be a non-null uuid datum.
 unsafe fn uuid_bytes(datum: pg_sys::Datum) -> UuidBytes {
-    *(datum.cast_mut_ptr::<UuidBytes>())
+    // SAFETY: the caller's contract: a uuid datum points at its 16 bytes.
+    unsafe { *(datum.cast_mut_ptr::<UuidBytes>()) }
 }
 
 /// CHOM's schema for a trigger firing on one of its tables: the table's own schema, and chom's schema from the

@@ -39,6 +39,7 @@ impl<T: GucValue> Setting<T> {
         // SAFETY: the setting exists (another library defined it); missing_ok = false would raise otherwise.
         // The result is copied at once: for ints and bools it points into a static buffer.
         let value = unsafe { pg_sys::GetConfigOption(self.name.as_ptr(), false, false) };
+        // SAFETY: a non-null result of GetConfigOption() is a NUL-terminated string, copied here at once.
         (!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
     }
 
@@ -163,6 +164,7 @@ pub fn by_name(name: &CStr) -> Option<String> {
     // buffer).
     let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
     (!value.is_null())
+        // SAFETY: a non-null result of GetConfigOption() is a NUL-terminated string, copied here at once.
         .then(|| unsafe { CStr::from_ptr(value) }.to_string_lossy().trim().to_string())
         .filter(|value| !value.is_empty())
 }
