@@ -58,7 +58,8 @@ pub enum Shard {
 thread_local! {
     static NODE: Cell<Option<Node>> = const { Cell::new(None) };
     /// What each relation chom's triggers fired on in this backend is (None: no shard of CHOM's tables).
-    static SHARDS: RefCell<HashMap<pg_sys::Oid, Option<Shard>>> = RefCell::new(HashMap::new());
+    static SHARDS: std::mem::ManuallyDrop<RefCell<HashMap<pg_sys::Oid, Option<Shard>>>> =
+        std::mem::ManuallyDrop::new(RefCell::new(HashMap::new()));
 }
 
 /// Drops what this backend remembers of the cluster (any relcache invalidation: a shard move, a split, DDL).

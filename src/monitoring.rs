@@ -82,7 +82,8 @@ pub fn now() -> TimestampWithTimeZone {
 
 thread_local! {
     /// The run being recorded, handed to chom.record_run() (which refuses to run without one).
-    static RECORDING: RefCell<Option<Run>> = const { RefCell::new(None) };
+    static RECORDING: std::mem::ManuallyDrop<RefCell<Option<Run>>> =
+        const { std::mem::ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Clears [`RECORDING`] however the recording ends (an error unwinds through it).

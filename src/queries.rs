@@ -101,7 +101,8 @@ fn blocks() -> &'static HashMap<&'static str, String> {
 thread_local! {
     /// Per target (one in practice), its rendered statements. Looked up by comparing targets, so that the commit
     /// path allocates nothing to find a statement.
-    static RENDERED: RefCell<Vec<(Target, HashMap<Query, Rc<str>>)>> = const { RefCell::new(Vec::new()) };
+    static RENDERED: std::mem::ManuallyDrop<RefCell<Vec<(Target, HashMap<Query, Rc<str>>)>>> =
+        const { std::mem::ManuallyDrop::new(RefCell::new(Vec::new())) };
 }
 
 /// The block of `query` for `target`: its Citus variant when the target is distributed and there is one.

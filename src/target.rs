@@ -182,7 +182,8 @@ thread_local! {
     /// chom_pick_vps()) then run a single statement. Cleared by [`forget_installed`] on any relcache
     /// invalidation: installing or uninstalling chom, or dropping CHOM's tables, in any backend, is DDL on
     /// CHOM's tables.
-    static INSTALLED: std::cell::RefCell<Option<Target>> = const { std::cell::RefCell::new(None) };
+    static INSTALLED: std::mem::ManuallyDrop<std::cell::RefCell<Option<Target>>> =
+        const { std::mem::ManuallyDrop::new(std::cell::RefCell::new(None)) };
 }
 
 /// Drops the cached installation (see [`INSTALLED`]).
