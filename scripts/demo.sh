@@ -3,6 +3,52 @@
 # CREATE EXTENSION chom, and show what it did and the before/after figures (the benchmark at a small scale).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+usage() {
+  cat <<'USAGE'
+usage: bash scripts/demo.sh [--port P] [--help]
+
+chom on CHOM's schema, from nothing, in about 11 minutes on 2 cores (run as root):
+  1. scripts/setup.sh: on a machine not set up yet it installs Debian packages (Postgres 15, PHP), cargo-pgrx,
+     Postgres 16-18 under /opt/chom-pg and the system user chomtest (about 10 more minutes; see its --help);
+     it stops, starts or reconfigures no Postgres of yours;
+  2. builds chom (cargo pgrx install) and installs it into Debian's Postgres 15: the system directories
+     /usr/lib/postgresql/15/lib and /usr/share/postgresql/15/extension;
+  3. starts a throwaway Postgres 15 server as chomtest, its data and unix socket in /tmp/chom-demo.XXXXXX (no
+     TCP listener), on a port no server uses (5433 or the next free one; --port P to choose), loads CHOM's
+     schema and a generated dataset, CREATE EXTENSION chom, and shows what chom did;
+  4. bench/run.sh --quick on another free port: chom built again in release mode and installed into the same
+     Postgres 15 directories, its own throwaway server in /tmp/chom-bench.XXXXXX (20k sites, about 9 minutes),
+     the before/after figures, and its report in bench/out/report-<date>.md.
+Both servers are stopped and their directories removed at the end. --help does nothing but print this.
+USAGE
+}
+PORT=""
+while (($#)); do
+  case $1 in
+    -h|--help) usage; exit 0 ;;
+    --port) PORT=${2:?--port takes a port number}; shift ;;
+    *) echo "demo: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -z $PORT || $PORT =~ ^[0-9]+$ ]] || { echo "demo: --port takes a number" >&2; exit 2; }
+# port_in_use <port>: a TCP listener, or a unix socket of that port in the usual directories
+port_in_use() {
+  ss -Hltn "sport = :$1" | grep -q . || [ -e "/tmp/.s.PGSQL.$1" ] || [ -e "/var/run/postgresql/.s.PGSQL.$1" ]
+}
+free_port() { # <first>: that port or the next one nobody uses
+  local p=$1
+  while port_in_use "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+if [ -n "$PORT" ]; then
+  if port_in_use "$PORT"; then echo "demo: port $PORT is in use (--port chose it); pick another" >&2; exit 1; fi
+  port=$PORT
+else
+  port=$(free_port 5433)
+fi
+
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env"
@@ -11,7 +57,8 @@ echo "== building and installing chom into Postgres 15"
 cargo pgrx install --pg-config "$PG15_CONFIG" --no-default-features --features pg15 >/tmp/chom-demo-install.log 2>&1 \
   || { cat /tmp/chom-demo-install.log; exit 1; }
 bindir=$("$PG15_CONFIG" --bindir)
-dir=$(mktemp -d /tmp/chom-demo.XXXXXX); chown "$TEST_USER" "$dir"; port=5433
+dir=$(mktemp -d /tmp/chom-demo.XXXXXX); chown "$TEST_USER" "$dir"
+echo "== a throwaway Postgres 15 as $TEST_USER on port $port (free; unix socket in $dir, no TCP)"
 as_pg() { sudo -u "$TEST_USER" "$@"; }
 as_pg "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
 as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-p $port -k $dir -c listen_addresses=''" start >/dev/null
@@ -40,6 +87,7 @@ SELECT chom_pick_vps() AS picked;
 SELECT * FROM chom_vps_load() LIMIT 5;
 SQL
 if [ -x bench/run.sh ]; then
-  echo "== before/after figures (bench/run.sh --quick)"
-  bash bench/run.sh --quick
+  bench_port=$(free_port $((port + 1)))
+  echo "== before/after figures (bench/run.sh --quick --port $bench_port: its own throwaway server, about 9 minutes)"
+  bash bench/run.sh --quick --port "$bench_port"
 fi
