@@ -16,7 +16,23 @@ while [ $# -gt 0 ]; do
   case $1 in
     --sites) SITES=$2; shift ;;
     --secs) SECS=$2; shift ;;
-    *) echo "usage: bench/citus.sh [--sites N] [--secs S]" >&2; exit 2 ;;
+    -h|--help)
+      cat <<'USAGE'
+usage: bash bench/citus.sh [--sites N] [--secs S] [--help]
+
+chom on Citus at scale against one plain node (see the comment at the top of this script). Without the Citus
+source archive (CHOM_CITUS_SRC, as scripts/citus.sh) it says it skipped and exits 0. With it, as root:
+builds and installs Citus into the system's Postgres 15 (/usr/lib/postgresql/15/lib,
+/usr/share/postgresql/15/extension) as scripts/citus.sh does, builds chom with --release and installs it there,
+and starts a coordinator and two workers as chomtest in /tmp/chom-citus.XXXXXX on free 127.0.0.1 ports
+20000-39999, stopped and removed at the end.
+  --sites N   sites in the dataset (200000)
+  --secs S    seconds per pgbench run (10)
+Time on 2 cores: not measured for this text; at the default 200k sites count on half an hour or more
+(a few minutes of builds, the loads, some twenty pgbench runs).
+USAGE
+      exit 0 ;;
+    *) echo "bench/citus.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done

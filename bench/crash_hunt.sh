@@ -42,13 +42,16 @@ Options (defaults):
 
 Only the Postgres 17 build ($PG17_CONFIG of /opt/chom-pg/pg_configs.env) is used: the releases are
 installed into it and its server runs as $CHOM_TEST_USER (chomtest). One hunt at a time (WORK/hunt.lock).
+Time on 2 cores: the first run builds the releases (a few minutes each) and loads 1M sites (about 10 minutes);
+then rounds until --iterations or --minutes, so up to about 75 minutes with the defaults.
 Exit status: 0 when no iteration crashed, 3 when one did, 1 on any other failure.
 EOF
 }
 
-# shellcheck disable=SC1091
-. "${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env"
-PGC=$PG17_CONFIG
+PG_CONFIGS=${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env
+# shellcheck disable=SC1090 # written by scripts/setup.sh; checked after the arguments, so that --help works without it
+[ ! -f "$PG_CONFIGS" ] || . "$PG_CONFIGS"
+PGC=${PG17_CONFIG:-}
 FROM=0.1.0 TO=0.3.0 ITERATIONS=10 MINUTES=60 SITES=1000000 PORT=5571 WORK=/tmp/chom-crash-hunt
 FRESH=0 DEBUGINFO=true SET_CORE_PATTERN=0 RUN_AS=${CHOM_TEST_USER:-chomtest} CUSTOM_SESSION=
 while (($#)); do
@@ -73,6 +76,7 @@ done
 die() { echo "crash_hunt: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
+[ -n "$PGC" ] || die "no Postgres 17 build in $PG_CONFIGS: run scripts/setup.sh first"
 major=$("$PGC" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 [ "$major" = 17 ] || die "$PGC is Postgres $major: this hunt runs on the Postgres 17 build only"
 for release in "$FROM" "$TO"; do

@@ -10,17 +10,34 @@
 # It installs into the pg_config's build (each release, then this version): run it on a build no test is using.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck disable=SC1091
-. "${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env"
-SITES=1000000 PGC=$PG16_CONFIG PORT=${CHOM_BENCH_PORT:-5561} RUN_AS=${CHOM_TEST_USER:-chomtest} releases=()
+PG_CONFIGS=${CHOM_PG_ROOT:-/opt/chom-pg}/pg_configs.env
+# shellcheck disable=SC1090 # written by scripts/setup.sh; checked after the arguments, so that --help works without it
+[ ! -f "$PG_CONFIGS" ] || . "$PG_CONFIGS"
+SITES=1000000 PGC=${PG16_CONFIG:-} PORT=${CHOM_BENCH_PORT:-5561} RUN_AS=${CHOM_TEST_USER:-chomtest} releases=()
 while (($#)); do
   case $1 in
     --sites) SITES=$2; shift ;;
     --pg-config) PGC=$2; shift ;;
+    -h|--help)
+      cat <<USAGE
+usage: bash bench/upgrade.sh [--sites N] [--pg-config PATH] [release...] [--help]
+
+For each release of scripts/releases (or those given), what ALTER EXTENSION chom UPDATE to this version locks
+and how long it takes, at N sites (1000000). Per release: scripts/install-release.sh installs the release into
+the build of --pg-config (default: scripts/setup.sh's Postgres 16, under /opt/chom-pg), a throwaway server starts as chomtest
+(CHOM_TEST_USER) with its data and unix socket in /tmp/chom-upgrade-bench-<release>, port \$CHOM_BENCH_PORT
+(5561) on that socket only, shared_buffers=1GB; the dataset is loaded, this version is installed over the
+release (cargo pgrx install into the same build), and the update runs twice. Run it on a build no test uses.
+Time on 2 cores: roughly 10-15 minutes per release at 1M sites (the load dominates), more the first time
+(builds); --sites 100000 for a quick look.
+USAGE
+      exit 0 ;;
+    -*) echo "bench/upgrade.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     *) releases+=("$1") ;;
   esac
   shift
 done
+[ -n "$PGC" ] || { echo "bench/upgrade.sh: no Postgres 16 build in $PG_CONFIGS (run scripts/setup.sh) and no --pg-config" >&2; exit 1; }
 ((${#releases[@]})) || mapfile -t releases < <(awk 'NF && !/^#/ { print $1 }' scripts/releases)
 major=$("$PGC" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 BIN=$("$PGC" --bindir)

@@ -25,6 +25,32 @@
 # CHOM_CITUS_KEEP=1 (leave the cluster running at the end and print how to reach and stop it; for debugging).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then   # run, not sourced (bench/citus.sh parses its own arguments)
+  case ${1:-} in
+    "") ;;
+    -h|--help)
+      cat <<'USAGE'
+usage: bash scripts/citus.sh [--help]
+
+chom on a real Citus cluster (issue 15; docs/scaling.md). Needs the Citus 13.2.2 source archive: CHOM_CITUS_SRC,
+default ../shared/citus/citus-13.2.2.tar.gz beside the repository; without it, it prints
+"citus: skipped: ..." and exits 0, having done nothing. With it, as root:
+  - installs Citus's build dependencies with apt-get when missing (liblz4-dev libzstd-dev libkrb5-dev libssl-dev
+    libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev), builds Citus in target/citus-build/<hash>/ and
+    installs it (make install) into the system's Postgres 15: /usr/lib/postgresql/15/lib and
+    /usr/share/postgresql/15/extension (CHOM_CITUS_PG_CONFIG for another build); a build that matches its stamp
+    there is not redone;
+  - starts a coordinator and two workers as chomtest (CHOM_TEST_USER) in /tmp/chom-citus.XXXXXX, listening on
+    127.0.0.1 on free ports 20000-39999 (password authentication) and on unix sockets in that directory;
+  - runs the distribution and scale-out checks (one "  ok  ..." line each) and stops and removes the cluster at
+    the end (CHOM_CITUS_KEEP=1 leaves it running, for debugging).
+chom itself must be installed into that Postgres 15 already (scripts/test.sh does it).
+Time on 2 cores: about 3 minutes for the first Citus build, then several minutes of checks.
+USAGE
+      exit 0 ;;
+    *) echo "citus: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+fi
 SRC=${CHOM_CITUS_SRC:-$ROOT/../shared/citus/citus-13.2.2.tar.gz}
 if [ ! -f "$SRC" ]; then
   echo "citus: skipped: no Citus source archive at $(realpath -m "$SRC") (set CHOM_CITUS_SRC)"

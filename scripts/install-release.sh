@@ -4,6 +4,24 @@
 # Usage: scripts/install-release.sh <version> <pg_config> <pg major>
 set -euo pipefail
 cd "$(dirname "$0")/.."
+usage() {
+  cat <<'USAGE'
+usage: bash scripts/install-release.sh <version> <pg_config> <pg major>
+       bash scripts/install-release.sh --help
+
+Builds the chom release <version> of scripts/releases from its commit (git archive into
+target/releases/chom-<version>, its own cargo target directory there) and installs it with cargo pgrx install
+into the Postgres build of <pg_config>: its pkglibdir and sharedir/extension (for Debian's Postgres 15 the system
+directories /usr/lib/postgresql/15/lib and /usr/share/postgresql/15/extension). Starts no server.
+Log: /tmp/chom-release-<version>-pg<major>.log. Time on 2 cores: a few minutes for the first build of a
+release for a major, under a minute after. scripts/test.sh and the upgrade benchmarks run it.
+USAGE
+}
+case ${1:-} in
+  -h|--help) usage; exit 0 ;;
+  -*) echo "install-release: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+(($# == 3)) || { usage >&2; exit 2; }
 version=$1 pg_config=$2 major=$3
 commit=$(awk -v v="$version" '$1 == v { print $2 }' scripts/releases)
 [ -n "$commit" ] || { echo "no release $version in scripts/releases" >&2; exit 1; }

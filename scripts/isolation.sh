@@ -17,6 +17,25 @@
 # when every spec passed on every build.
 set -euo pipefail
 
+case ${1:-} in
+  -h|--help)
+    cat <<'USAGE'
+usage: bash scripts/isolation.sh [pg_config ...]
+       bash scripts/isolation.sh --help
+
+Runs the isolation specs of tests/isolation (pg_isolation_regress) on each Postgres build given (default: those
+of /opt/chom-pg/pg_configs.env, or the majors in CHOM_PG_VERSIONS, e.g. "15 18"). chom must be installed into
+each build already (scripts/test.sh does that); this script installs nothing.
+Per build it starts a throwaway server as chomtest (CHOM_TEST_USER), its data and unix socket in
+/tmp/chom-isolation-server-XXXXXX on a random port 30000-49999 with no TCP listener, stopped and removed at
+the end; results and diffs stay in /tmp/chom-isolation-pg<major>/. Ends with "N passed, N failed" (one test =
+one spec on one build). Time on 2 cores: about a minute or two per build (14 specs; each at most
+CHOM_ISOLATION_TIMEOUT seconds, 600 by default).
+USAGE
+    exit 0 ;;
+  -*) echo "isolation: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ISO=$ROOT/tests/isolation
 SCHEMA=$ROOT/tests/fixtures/chom_schema.sql

@@ -10,6 +10,24 @@
 # already is refused. PG_CONFIG (default Debian's Postgres 15) selects another Debian/PGDG postgresql-<major>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in
+  "") ;;
+  -h|--help)
+    cat <<'USAGE'
+usage: bash scripts/package-test.sh [--help]
+
+Builds chom's Debian package (scripts/package.sh, see its --help), installs it with dpkg -i into the system's
+Postgres 15 (Debian's postgresql-15: /usr/lib/postgresql/15/lib, /usr/share/postgresql/15/extension), starts a
+throwaway server as chomtest (data and unix socket in /tmp/chom-package-test.XXXXXX, port 5432 on that socket
+only, no TCP listener), runs a smoke test, stops it, and removes the package with dpkg -r. Files of an earlier
+cargo pgrx install at the same paths are saved first and put back at the end; a machine with the package
+installed already is refused. PG_CONFIG selects another Debian/PGDG postgresql-<major>.
+Time on 2 cores: the package build (release builds of chom and of the releases it carries: several minutes
+the first time, about a minute after), then under a minute. Run as root.
+USAGE
+    exit 0 ;;
+  *) echo "package-test: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 TEST_USER=${CHOM_TEST_USER:-chomtest}
 major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')

@@ -13,6 +13,21 @@
 # serving databases that still run them until ALTER EXTENSION chom UPDATE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in
+  "") ;;
+  -h|--help)
+    cat <<'USAGE'
+usage: [PG_CONFIG=/usr/lib/postgresql/<major>/bin/pg_config] bash scripts/package.sh [--help]
+
+Builds target/packages/postgresql-<major>-chom_<version>_<arch>.deb (default: Debian's Postgres 15) with
+cargo pgrx package (a release build into target/packages/postgresql-<major>-chom-root) and, for each release of
+scripts/releases with a library of its own, a release build of it from its commit in target/releases/.
+Installs nothing and starts nothing (scripts/package-test.sh installs and removes the package).
+Log: /tmp/chom-package-pg<major>.log. Time on 2 cores: several minutes the first time, about a minute after.
+USAGE
+    exit 0 ;;
+  *) echo "package: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
 pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 major=$("$pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 version=$(awk -F'"' '/^version *=/ { print $2; exit }' Cargo.toml)
