@@ -181,6 +181,7 @@ for pg_config in "${PG_CONFIGS[@]}"; do
   fi
 done
 
-echo "=== isolation: ${summary[*]/%/;}"
+# per build only when there are several (with one, its figures are the last line's: printed once)
+if ((${#PG_CONFIGS[@]} > 1)); then echo "=== isolation: ${summary[*]/%/;}"; fi
 echo "$passed passed, $failed failed"
 ((failed == 0))
