@@ -4,10 +4,12 @@
 #
 # Loads a CHOM dataset of 1M tenants with 2M sites (two each, on average), then, each in a new session,
 # runs BEGIN; UPDATE sites SET storage_used_mb = storage_used_mb + 1 over the sites of the first K tenants;
-# COMMIT for K = 10,000, 100,000, 250,000 and every tenant, once without chom's triggers (session_replication_role
-# = replica, its drift repaired after) and once with them, and prints per run: the backend's anonymous memory before COMMIT (RssAnon: what
-# the transaction holds) and its peak resident set (VmHWM) after it, and the COMMIT's time.
-# Set-up as for the tests (scripts/setup.sh); chom installed into Postgres 15 (cargo pgrx install --release).
+# COMMIT for K = 10,000, 100,000, 250,000 and every tenant, once without chom's triggers
+# (session_replication_role = replica, rolled back instead of committed, so that nothing drifts) and once with
+# them, and prints per run: the backend's anonymous memory before the transaction ends (RssAnon: what the
+# transaction holds), its peak resident set (VmHWM) after it, and the time of the COMMIT (ROLLBACK for none).
+# Set-up as for the tests (scripts/setup.sh); chom installed into Postgres 15 (cargo pgrx install --release), or
+# into the build whose bin directory PGBIN names.
 # Takes about 10 minutes on 2 cores at the default scale.
 #
 #   bench/fold_memory.sh [--tenants N] [--port P]     (default 1000000 tenants, twice as many sites, port 5545)
@@ -22,7 +24,7 @@ while (($#)); do
   case $1 in
     --tenants) TENANTS=$2; shift ;;
     --port) PORT=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -41,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "fold memory: $TENANTS tenants, $SITES sites, $VPS VPSes; Postgres 15 on port $PORT; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "fold memory: $TENANTS tenants, $SITES sites, $VPS VPSes; $("$PGBIN/postgres" --version) on port $PORT; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 as_pg "$PGBIN/initdb" -D "$DATA" -U "$RUN_AS" --auth=trust -E UTF8 --locale=C >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -o "-p $PORT -k $SOCK -c listen_addresses=" start >/dev/null
 "$PGBIN/psql" -X -q -h "$SOCK" -p "$PORT" -U "$RUN_AS" -d postgres -c "CREATE DATABASE chom_fold"
@@ -51,7 +53,7 @@ db -v sites="$SITES" -v tenants="$TENANTS" -v orgs="$((TENANTS / 5))" -v vps="$V
 db -c "CREATE EXTENSION chom" -c "VACUUM ANALYZE" >/dev/null
 echo "chom $(db -At -c "SELECT extversion FROM pg_extension WHERE extname = 'chom'"), $(db -At -c "SELECT count(DISTINCT tenant_id) FROM sites WHERE deleted_at IS NULL") tenants with live sites"
 
-# One transaction in a new session; prints: RssAnon before COMMIT (kB), VmHWM after COMMIT (kB), COMMIT (ms).
+# One transaction in a new session; prints: RssAnon before its end (kB), VmHWM after it (kB), the end's time (ms).
 run() {
   local mode=$1 tenants=$2 fifo=$WORK/session.in out=$WORK/session.out pid anon hwm ms
   rm -f "$fifo"; mkfifo "$fifo"
@@ -64,7 +66,7 @@ run() {
   pid=$(awk -F'|' '$1 == "pid" { print $2 }' "$out")
   anon=$(awk '/^RssAnon/ { print $2 }' "/proc/$pid/status")
   echo "\\timing on" >&3
-  echo "COMMIT;" >&3
+  if [ "$mode" = none ]; then echo "ROLLBACK;" >&3; else echo "COMMIT;" >&3; fi
   echo "SELECT 'committed';" >&3
   until grep -q '^committed$' "$out" 2>/dev/null; do sleep 0.2; grep -q ERROR "$out" && { cat "$out"; exit 1; }; done
   hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
@@ -74,10 +76,9 @@ run() {
   echo "$anon $hwm $ms"
 }
 
-printf '\n| tenants changed | RssAnon before COMMIT, none / chom (MB) | VmHWM after COMMIT, none / chom (MB) | COMMIT none / chom (ms) |\n|---:|---:|---:|---:|\n'
+printf '\n| tenants changed | RssAnon before the end, none / chom (MB) | VmHWM after it, none / chom (MB) | ROLLBACK none / COMMIT chom (ms) |\n|---:|---:|---:|---:|\n'
 for tenants in 10000 100000 250000 "$TENANTS"; do
   read -r none_anon none_hwm none_ms <<<"$(run none "$tenants")"
-  db -c "SELECT chom_repair_drift()" >/dev/null
   read -r chom_anon chom_hwm chom_ms <<<"$(run chom "$tenants")"
   printf '| %s | %d / %d | %d / %d | %s / %s |\n' "$tenants" \
     $((none_anon / 1024)) $((chom_anon / 1024)) $((none_hwm / 1024)) $((chom_hwm / 1024)) "$none_ms" "$chom_ms"
