@@ -191,7 +191,7 @@ if ((${#attver_blocked[@]})); then
     done
   fi
 fi
-for s in "${skipped[@]}"; do say "SKIPPED $s"; done
+for s in "${skipped[@]}"; do say "will skip: $s"; done   # and says SKIPPED at the end, once each
 
 # ---------------------------------------------------------------------------------------------------------------
 # servers, files put aside, saved install files: all put back on exit, whatever happens
