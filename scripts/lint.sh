@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Lint: cargo fmt --check, shellcheck over the tracked shell scripts, cargo clippy -D warnings on each Postgres
-# build that is set up. One line per check; stops at the first failure with the tool's output. See --help.
+# Lint: cargo fmt --check, shellcheck over the tracked shell scripts, every script's --help (tests/scripts/help.sh),
+# cargo clippy -D warnings on each Postgres build that is set up. One line per check; stops at the first failure with the tool's output. See --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +16,11 @@ usage: bash scripts/lint.sh [--help]
 
 Runs from the repository root, one line per check, stopping at the first failure with the tool's output:
   1. cargo fmt --check
-  2. shellcheck -x over every tracked *.sh under scripts/, bench/, integrations/, sim/ and .ci/, and .ci/run
-  3. cargo clippy --all-targets -- -D warnings, when cargo-pgrx and $PGRX_CONFIG are present:
+  2. shellcheck -x over every tracked *.sh under scripts/, bench/, integrations/, sim/, tests/scripts/ and .ci/,
+     and .ci/run
+  3. tests/scripts/help.sh: every script's --help exits 0 and says what it does, an unknown option exits 2,
+     and neither installs or starts anything (about 10 seconds)
+  4. cargo clippy --all-targets -- -D warnings, when cargo-pgrx and $PGRX_CONFIG are present:
      - Postgres 15: --features "pg15 integration" (needs $PG15_PG_CONFIG)
      - every other major with a pg_config listed in $PG_CONFIGS:
        --no-default-features --features "pgNN integration"
@@ -47,12 +50,16 @@ install_shellcheck() {
     || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y shellcheck; }
 }
 command -v shellcheck >/dev/null || check "shellcheck install (apt-get)" install_shellcheck
-mapfile -t scripts < <(git ls-files -- 'scripts/*.sh' 'bench/*.sh' 'integrations/*.sh' 'sim/*.sh' '.ci/*.sh' .ci/run)
+mapfile -t scripts < <(git ls-files -- 'scripts/*.sh' 'bench/*.sh' 'integrations/*.sh' 'sim/*.sh' 'tests/scripts/*.sh' '.ci/*.sh' .ci/run)
 ((${#scripts[@]})) || { echo "lint: shellcheck FAILED: no scripts found (git ls-files)" >&2; exit 1; }
 check shellcheck shellcheck -x "${scripts[@]}"
 echo "lint: shellcheck ok (${#scripts[@]} scripts)"
 
-# 3. clippy, per Postgres major that is set up
+# 3. every script's --help, and nothing installed or started by it
+check "--help test (tests/scripts/help.sh)" bash tests/scripts/help.sh
+echo "lint: --help ok (exit 0, unknown options refused, nothing installed or started)"
+
+# 4. clippy, per Postgres major that is set up
 if ! cargo pgrx --version >/dev/null 2>&1; then
   not_set_up="no cargo-pgrx"
 elif [ ! -f "$PGRX_CONFIG" ]; then
