@@ -33,9 +33,12 @@ while (($#)); do
   shift
 done
 [[ -z $PORT || $PORT =~ ^[0-9]+$ ]] || { echo "demo: --port takes a number" >&2; exit 2; }
-# port_in_use <port>: a TCP listener, or a unix socket of that port in the usual directories
+# port_in_use <port>: a TCP listener (from /proc/net: ss may be missing), or a Postgres unix socket of that port
 port_in_use() {
-  ss -Hltn "sport = :$1" | grep -q . || [ -e "/tmp/.s.PGSQL.$1" ] || [ -e "/var/run/postgresql/.s.PGSQL.$1" ]
+  awk -v port=":$(printf '%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == port { found = 1 }
+    END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null \
+    || awk -v sock=".s.PGSQL.$1" '$4 == "00010000" && substr($8, length($8) - length(sock) + 1) == sock { found = 1 }
+         END { exit !found }' /proc/net/unix
 }
 free_port() { # <first>: that port or the next one nobody uses
   local p=$1

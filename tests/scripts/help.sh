@@ -42,10 +42,11 @@ fi
 mapfile -t watch_dirs < <(printf '%s\n' "${watch_dirs[@]}" | sort -u)
 
 snapshot() {
-  echo "# listening TCP"
-  ss -Hltn | awk '{ print $4 }' | sort -u
+  # from /proc, not ss: iproute2 may be missing on a fresh machine
+  echo "# listening TCP (address:port in hex)"
+  awk '$4 == "0A" { print $2 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u
   echo "# listening unix sockets of Postgres"
-  ss -Hlx | awk '{ print $5 }' | grep -F '.s.PGSQL.' | sort -u || true
+  awk '$4 == "00010000" && $8 ~ /[.]s[.]PGSQL[.]/ { print $8 }' /proc/net/unix | sort -u
   echo "# postmasters (a postgres process whose parent is not one)"
   ps -eo pid=,ppid=,comm= | awk '$3 == "postgres" { comm[$1] = 1; parent[$1] = $2 }
     END { for (p in comm) if (!(parent[p] in comm)) print p, "postgres" }' | sort

@@ -37,11 +37,14 @@ if [ ! -x "$BIN/initdb" ] || ! command -v pg_createcluster >/dev/null; then
 fi
 id "$TEST_USER" >/dev/null 2>&1 || { say "skipped: no user $TEST_USER (scripts/setup.sh creates it)"; exit 0; }
 
-free_port() { # a TCP port nobody listens on
+free_port() { # a port with no TCP listener (from /proc/net: ss may be missing) and no Postgres unix socket
   local p
   while :; do
     p=$((20000 + RANDOM % 20000))
-    if ! ss -Hltn "sport = :$p" | grep -q .; then echo "$p"; return; fi
+    awk -v port=":$(printf '%04X' "$p")" '$4 == "0A" && substr($2, length($2) - 4) == port { found = 1 }
+      END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null && continue
+    grep -qF ".s.PGSQL.$p" /proc/net/unix && continue
+    echo "$p"; return
   done
 }
 postmaster_pid() { head -1 "$1/postmaster.pid" 2>/dev/null || true; }
