@@ -106,7 +106,7 @@ if ((${#missing[@]})); then
   # Debian's postgresql-15 creates (and starts) its cluster 15/main when it is installed. chom's tests start
   # their own servers and do not use it; it is left as the package made it, and named here so that it is no
   # surprise. (This script used to stop every cluster on each run, the user's too; it no longer touches any.)
-  pg_lsclusters -h 2>/dev/null | while read -r v c port status _; do
+  { pg_lsclusters -h 2>/dev/null || true; } | while read -r v c port status _; do
     grep -qx "$v/$c" <<<"$clusters_before" \
       || say "Debian's postgresql-$v created its cluster $v/$c (port $port, $status); chom does not use it (pg_ctlcluster $v $c stop stops it)"
   done
