@@ -147,12 +147,16 @@ if [[ " $versions " == *" 15 "* && -n $upgrade_to ]]; then
   bash scripts/pg-upgrade.sh --to "${upgrade_to% }" | tee /tmp/chom-test-pg-upgrade.log
   # its last lines: "pg-upgrade: ok: <leg>, <leg>, ..." and one "pg-upgrade: SKIPPED <why>" per major skipped
   ok_legs=$(sed -n 's/^pg-upgrade: ok: //p' /tmp/chom-test-pg-upgrade.log | tail -1)
-  n=$(awk -F', ' '{ print NF }' <<<"$ok_legs")
-  n=${n:-0}; ((n > 0)) || n=1
-  passed=$((passed + n))
   skipped=$(sed -n 's/^pg-upgrade: SKIPPED //p' /tmp/chom-test-pg-upgrade.log | paste -sd';' - | sed 's/;/; /g')
-  summary+=("pg_upgrade ok")
-  figures+=("pg_upgrade|$n checks: ${ok_legs:-(none named)}${skipped:+; skipped: $skipped}")
+  if [ -n "$ok_legs" ]; then
+    n=$(awk -F', ' '{ print NF }' <<<"$ok_legs")
+    passed=$((passed + n))
+    summary+=("pg_upgrade ok")
+    figures+=("pg_upgrade|$n checks: $ok_legs${skipped:+; skipped: $skipped}")
+  else
+    summary+=("pg_upgrade skipped")
+    figures+=("pg_upgrade|skipped: ${skipped:-(pg-upgrade.sh said neither ok nor SKIPPED)}")
+  fi
 else
   echo "=== Major-version upgrades: skipped (they need 15 and 17 or 18 in CHOM_PG_VERSIONS)"
   summary+=("pg_upgrade skipped")
