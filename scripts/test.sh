@@ -61,8 +61,8 @@ trap totals EXIT
 # cargo_passed <log>: the sum of N over cargo's "test result: ok. N passed; ..." lines
 cargo_passed() { awk '/^test result: / { for (i = 2; i <= NF; i++) if ($i == "passed;") n += $(i - 1) } END { print n + 0 }' "$1"; }
 add_version() { # <major> <count> <what>
-  passed=$((passed + $2))
-  per_version[$1]+="${per_version[$1]:+, }$2 $3"
+  passed=$((passed + ${2:-0}))
+  per_version[$1]+="${per_version[$1]:+, }${2:-?} $3"
 }
 
 leg="setup"
