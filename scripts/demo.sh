@@ -86,7 +86,11 @@ else
     || { cat /tmp/chom-demo-install.log; exit 1; }
 fi
 
-# 2. a database of CHOM's with chom in it
+# 2. a database of CHOM's with chom in it (its port checked again: the benchmark took minutes)
+if port_in_use "$port"; then
+  [ -z "$PORT" ] || { echo "demo: port $PORT is in use now (--port chose it)" >&2; exit 1; }
+  port=$(free_port "$port")
+fi
 dir=$(mktemp -d /tmp/chom-demo.XXXXXX); chown "$TEST_USER" "$dir"
 say "a throwaway Postgres 15 as $TEST_USER on port $port (checked free; unix socket in $dir, no TCP)"
 as_pg() { sudo -u "$TEST_USER" "$@"; }
