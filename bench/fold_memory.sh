@@ -65,7 +65,7 @@ run() {
   until grep -q '^updated$' "$out" 2>/dev/null; do sleep 0.2; grep -q ERROR "$out" && { cat "$out"; exit 1; }; done
   pid=$(awk -F'|' '$1 == "pid" { print $2 }' "$out")
   anon=$(awk '/^RssAnon/ { print $2 }' "/proc/$pid/status")
-  echo "\\timing on" >&3
+  printf '%s\n' '\timing on' >&3
   if [ "$mode" = none ]; then echo "ROLLBACK;" >&3; else echo "COMMIT;" >&3; fi
   echo "SELECT 'committed';" >&3
   until grep -q '^committed$' "$out" 2>/dev/null; do sleep 0.2; grep -q ERROR "$out" && { cat "$out"; exit 1; }; done
