@@ -10,7 +10,8 @@
 # transaction holds), its peak resident set (VmHWM) after it, and the time of the COMMIT (ROLLBACK for none).
 # Set-up as for the tests (scripts/setup.sh); chom installed into Postgres 15 (cargo pgrx install --release), or
 # into the build whose bin directory PGBIN names.
-# Takes about 10 minutes on 2 cores at the default scale.
+# Its server runs as chomtest (CHOM_TEST_USER) in /tmp/chom-fold-memory.*, removed at the end. Takes about 15
+# minutes on 2 cores at the default scale (most of it loading the data).
 #
 #   bench/fold_memory.sh [--tenants N] [--port P]     (default 1000000 tenants, twice as many sites, port 5545)
 set -euo pipefail
@@ -24,7 +25,7 @@ while (($#)); do
   case $1 in
     --tenants) TENANTS=$2; shift ;;
     --port) PORT=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

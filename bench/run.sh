@@ -8,8 +8,9 @@
 # Prints a table and writes bench/out/report-<date>.md. Builds chom in release mode and installs it into
 # Postgres 15 first (--no-build to measure what is installed); set-up as for the tests (scripts/setup.sh).
 #
-#   bench/run.sh --quick            20k sites, short runs: a few minutes
-#   bench/run.sh                    1M sites (load ~10 min), 3 runs of 5 s (reads) / 10 s (writes)
+#   bench/run.sh --quick            20k sites, short runs: about 9 minutes on 2 cores
+#   bench/run.sh                    1M sites, 3 runs of 5 s (reads) / 10 s (writes): about 35 minutes
+# Runs scripts/setup.sh first (see its --help); its server runs as chomtest in /tmp/chom-bench.* on port 5544.
 # Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --bulk-runs R (default 5)
 #          --port P  --keep (leave the data dir)
 #          --no-build  --reads-only (skip the write phase)  --no-shapes (skip the seed-index query shapes)
@@ -39,7 +40,7 @@ while (($#)); do
     --reads-only) READS_ONLY=1 ;;
     --no-shapes) SHAPES=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
