@@ -56,7 +56,9 @@ fn relation_owner(schema: &str, table: &std::ffi::CStr) -> Option<pg_sys::Oid> {
 /// settings are back when it returns, and after an error the (sub)transaction's abort restores them as it does
 /// for Postgres's own maintenance commands.
 pub fn run_as<R>(target: &Target, principal: Principal, work: impl FnOnce() -> R) -> R {
-    let _restricted = Restricted::enter(role_of(target, principal));
+    // Citus plans a statement over distributed tables only with its values (a custom plan): there the plan
+    // cache's own choice stays
+    let _restricted = Restricted::enter(role_of(target, principal), !target.distributed);
     work()
 }
 
@@ -68,7 +70,7 @@ struct Restricted {
 }
 
 impl Restricted {
-    fn enter(role: pg_sys::Oid) -> Restricted {
+    fn enter(role: pg_sys::Oid, generic_plans: bool) -> Restricted {
         let mut saved_user = pg_sys::InvalidOid;
         let mut saved_context = 0;
         // SAFETY: the same calls, in the same order, as ExecRefreshMatView(): the user id and security context
@@ -84,8 +86,8 @@ impl Restricted {
             let guc_nest_level = pg_sys::NewGUCNestLevel();
             // chom's statements are keyed look-ups whose generic plan is always the right one: without this, the
             // plan cache plans each execution anew for its first five and whenever custom plans look no dearer
-            for (name, value) in [(c"search_path", c"pg_catalog, pg_temp"), (c"plan_cache_mode", c"force_generic_plan")]
-            {
+            let settings = [(c"search_path", c"pg_catalog, pg_temp"), (c"plan_cache_mode", c"force_generic_plan")];
+            for (name, value) in &settings[..if generic_plans { 2 } else { 1 }] {
                 pg_sys::set_config_option(
                     name.as_ptr(),
                     value.as_ptr(),
