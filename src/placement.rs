@@ -318,22 +318,16 @@ mod tests {
     #[pg_test]
     fn pick_vps_answers_what_its_rule_in_sql_answers_for_every_filter() {
         install_with_data();
-        let regions: Vec<Option<String>> = std::iter::once(None)
-            .chain(Spi::connect(|c| {
-                c.select("SELECT DISTINCT region::text FROM vps_servers ORDER BY 1", None, &[])
-                    .unwrap()
-                    .map(|row| row.get::<String>(1).unwrap())
-                    .collect::<Vec<_>>()
-            }))
-            .collect();
-        let providers: Vec<Option<String>> = std::iter::once(None)
-            .chain(Spi::connect(|c| {
-                c.select("SELECT DISTINCT provider::text FROM vps_servers ORDER BY 1", None, &[])
-                    .unwrap()
-                    .map(|row| row.get::<String>(1).unwrap())
-                    .collect::<Vec<_>>()
-            }))
-            .collect();
+        // NULL (no filter), then every value the column has
+        let filters = |column: &str| -> Vec<Option<String>> {
+            let sql = format!("SELECT DISTINCT {column}::text FROM vps_servers ORDER BY 1");
+            std::iter::once(None)
+                .chain(Spi::connect(|c| {
+                    c.select(&sql, None, &[]).unwrap().map(|row| row.get::<String>(1).unwrap()).collect::<Vec<_>>()
+                }))
+                .collect()
+        };
+        let (regions, providers) = (filters("region"), filters("provider"));
         assert!(regions.len() > 2 && providers.len() > 2, "the data has several regions and providers");
         let mut compared = 0;
         for memory in [None, Some(2048), Some(16384), Some(1_000_000)] {

@@ -409,24 +409,23 @@ fn a_transaction_changing_more_tenants_than_a_fold_keeps_recounts_every_tenant_a
 
     // the quota on: the recount at commit finds tenant 3 (starter, over its limit of 5) raised, and refuses
     db.batch_execute("SET chom.enforce_site_quota = on").unwrap();
-    db.batch_execute(&format!("BEGIN; {insert_one_site_each}")).unwrap();
-    db.batch_execute(
-        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
-         VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'bulk-quota.test', 1)",
-    )
-    .unwrap();
+    // the bulk, and one more site for tenant 3, in one transaction left open
+    let begin_bulk_and_one_for_tenant3 = |db: &mut Client, domain: &str| {
+        db.batch_execute(&format!(
+            "BEGIN; {insert_one_site_each}; \
+             INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
+             VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, '{domain}', 1)"
+        ))
+        .unwrap()
+    };
+    begin_bulk_and_one_for_tenant3(&mut db, "bulk-quota.test");
     let refused = db.batch_execute("COMMIT").expect_err("tenant 3 is over its starter limit");
     assert_eq!(sqlstate(&refused), "23514", "{refused}");
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE domain LIKE 'bulk%'"), 0);
     assert_eq!(untouched_recounted(&mut db), 0, "the refused commit recounted nothing that stayed");
     db.batch_execute("RESET chom.enforce_site_quota").unwrap();
 
-    db.batch_execute(&format!("BEGIN; {insert_one_site_each}")).unwrap();
-    db.batch_execute(
-        "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) \
-         VALUES (gen_random_uuid(), md5('tenant3')::uuid, md5('vps2')::uuid, 'bulk-3.test', 1)",
-    )
-    .unwrap();
+    begin_bulk_and_one_for_tenant3(&mut db, "bulk-3.test");
     // the transaction's own reads: each tenant's value is a recount now
     let stats = scalar_i64(&mut db, "SELECT sites_count::bigint FROM chom_tenant_stats(md5('bulk17')::uuid)");
     assert_eq!(stats, 1, "chom_tenant_stats() of a tenant the transaction gave its first site");
