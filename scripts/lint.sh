@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint: cargo fmt --check, shellcheck over the tracked shell scripts, every script's --help (tests/scripts/help.sh),
-# cargo clippy -D warnings on each Postgres build that is set up. One line per check; stops at the first failure with the tool's output. See --help.
+# every relative link of the Markdown files (tests/scripts/links.sh), cargo clippy -D warnings on each Postgres build that is set up. One line per check; stops at the first failure with the tool's output. See --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,8 @@ Runs from the repository root, one line per check, stopping at the first failure
      and .ci/run
   3. tests/scripts/help.sh: every script's --help exits 0 and says what it does, an unknown option exits 2,
      and neither installs or starts anything (about 10 seconds)
-  4. cargo clippy --all-targets -- -D warnings, when cargo-pgrx and $PGRX_CONFIG are present:
+  4. tests/scripts/links.sh: every relative link (and anchor) of every *.md resolves (about a second)
+  5. cargo clippy --all-targets -- -D warnings, when cargo-pgrx and $PGRX_CONFIG are present:
      - Postgres 15: --features "pg15 integration" (needs $PG15_PG_CONFIG)
      - every other major with a pg_config listed in $PG_CONFIGS:
        --no-default-features --features "pgNN integration"
@@ -59,7 +60,11 @@ echo "lint: shellcheck ok (${#scripts[@]} scripts)"
 check "--help test (tests/scripts/help.sh)" bash tests/scripts/help.sh
 echo "lint: --help ok (exit 0, unknown options refused, nothing installed or started)"
 
-# 4. clippy, per Postgres major that is set up
+# 4. every relative link of the Markdown files
+check "dead links (tests/scripts/links.sh)" bash tests/scripts/links.sh
+echo "lint: links ok (every relative link and anchor of the Markdown files resolves)"
+
+# 5. clippy, per Postgres major that is set up
 if ! cargo pgrx --version >/dev/null 2>&1; then
   not_set_up="no cargo-pgrx"
 elif [ ! -f "$PGRX_CONFIG" ]; then
