@@ -33,7 +33,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then   # run, not sourced (bench/citus.sh par
 usage: bash scripts/citus.sh [--help]
 
 chom on a real Citus cluster (issue 15; docs/scaling.md). Needs the Citus 13.2.2 source archive: CHOM_CITUS_SRC,
-default ../shared/citus/citus-13.2.2.tar.gz beside the repository; without it, it prints
+default ../shared/citus/citus-13.2.2.tar.gz beside the repository (the tag v13.2.2 of citusdata/citus:
+https://github.com/citusdata/citus/archive/refs/tags/v13.2.2.tar.gz; the archive the tests ran with has sha256
+dd2453caec20a830e5e63f1def5c5a98cb6f57ae510407cdcd800916fcdab430, see the README); without it, it prints
 "citus: skipped: ..." and exits 0, having done nothing. With it, as root:
   - installs Citus's build dependencies with apt-get when missing (liblz4-dev libzstd-dev libkrb5-dev libssl-dev
     libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev), builds Citus in target/citus-build/<hash>/ and
