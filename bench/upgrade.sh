@@ -3,7 +3,7 @@
 # release of scripts/releases (or those given), the release is installed (scripts/install-release.sh), a
 # database is loaded with bench/sql/dataset.sql and CREATE EXTENSION chom VERSION '<release>', this version is
 # installed over it (cargo pgrx install), and the update runs twice: once in a transaction that lists the
-# locks it holds (then rolled back), once for real, timed. The README's Upgrading section quotes its output.
+# locks it holds (then rolled back), once for real, timed. docs/install-and-upgrade.md (Upgrading) quotes its output.
 #
 #   bash bench/upgrade.sh [--sites N] [--pg-config PATH] [release...]     (default: 1000000 sites, Postgres 16)
 #

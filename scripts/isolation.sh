@@ -39,7 +39,7 @@ esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ISO=$ROOT/tests/isolation
 SCHEMA=$ROOT/tests/fixtures/chom_schema.sql
-# each release installs its own library, chom-<version>.so (see the README's Upgrading)
+# each release installs its own library, chom-<version>.so (see docs/install-and-upgrade.md, Upgrading)
 LIBRARY=chom-$(awk -F'"' '/^version *=/ { print $2; exit }' "$ROOT/Cargo.toml").so
 TEST_USER=${CHOM_TEST_USER:-chomtest}
 SPEC_TIMEOUT=${CHOM_ISOLATION_TIMEOUT:-600}   # seconds per spec: a permutation stuck on a lock fails, not hangs

@@ -108,7 +108,7 @@ recount=$(val "SELECT count(*) FROM sites WHERE tenant_id = 'a0000000-0000-0000-
 picked=$(val "SELECT chom_pick_vps()")
 [ -n "$picked" ] || fail "chom_pick_vps() found no VPS"
 say "CREATE EXTENSION chom $version, a write, no drift, chom_pick_vps() = $picked"
-# What the package supports, as the README's Upgrading section says: this version installs fresh; each earlier
+# What the package supports, as docs/install-and-upgrade.md's Upgrading section says: this version installs fresh; each earlier
 # release of scripts/releases is an update source only (ALTER EXTENSION chom UPDATE reaches this version from it),
 # and CREATE EXTENSION chom VERSION '<it>' is refused by Postgres, naming the version
 psql_ -d postgres -c "CREATE DATABASE versions"

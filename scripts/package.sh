@@ -7,7 +7,7 @@
 #   bash scripts/package.sh                                                    # Postgres 15 (Debian's)
 #   PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config bash scripts/package.sh    # any major, from its pg_config
 #
-# The library is chom-<version>.so (each release its own file, see the README's Upgrading): installing the
+# The library is chom-<version>.so (each release its own file, see docs/install-and-upgrade.md, Upgrading): installing the
 # package leaves the chom.so of releases before 0.3.0 alone. Releases in scripts/releases whose library is
 # versioned too are built from their commits and carried in the package, so that upgrading the package keeps
 # serving databases that still run them until ALTER EXTENSION chom UPDATE.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Major-version upgrades with chom installed (issue 24): pg_upgrade from Postgres 15 to 17 and to 18, and
 # pg_dump from 15 with pg_restore into the new major, checked end to end. scripts/test.sh runs it; the
-# README's "Major-version upgrades" says what an operator does and quotes what this prints.
+# docs/install-and-upgrade.md's "Major-version upgrades" says what an operator does and quotes what this prints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +18,9 @@ An old cluster on Postgres 15 (Debian's) with chom in four databases:
 Then, for each new major (a fresh copy of the old cluster each time; 17 with --link, 18 with --copy):
   1. pg_upgrade --check with the new major's chom.so and chom-<previous>.so moved aside: it must fail, naming
      both libraries and their databases in loadable_libraries.txt (printed);
-  2. what the README tells the operator: app_<shared> updated on 15 (ALTER EXTENSION chom UPDATE), the previous
-     release's library installed for the new major; then pg_upgrade --check passes, and pg_upgrade runs (timed);
+  2. what docs/install-and-upgrade.md tells the operator: app_<shared> updated on 15 (ALTER EXTENSION chom
+     UPDATE), the previous release's library installed for the new major; then pg_upgrade --check passes, and
+     pg_upgrade runs (timed);
   3. on the new cluster: chom's catalogue and data equal to the old cluster's (tests/fixtures/pg_upgrade_state.sql),
      every database exact and answering (tests/fixtures/pg_upgrade_check.sql: cached columns and VPS loads
      against a recount, chom_cache_drift()/chom_vps_drift() empty, chom_status() clean, chom_pick_vps() and
@@ -37,7 +38,7 @@ the old cluster runs on Debian's newest postgresql-15 without them (15.18, apt-g
 
   --to "17 18"   the new majors (default: CHOM_PG_UPGRADE_TO, else "17 18")
   --sites N      load app with bench/sql/dataset.sql at N sites instead of tests/fixtures/dataset.sql (6,000),
-                 for the timings (the README quotes --sites 1000000)
+                 for the timings (docs/install-and-upgrade.md quotes --sites 1000000)
   --keep         keep the clusters and logs in the work directory (CHOM_PG_UPGRADE_WORK, /tmp/chom-pg-upgrade)
   --help         this text; installs and starts nothing
 
@@ -179,7 +180,7 @@ fetch_pre_attver_15() {
 }
 if ((${#attver_blocked[@]})); then
   say "$("$SYSBIN/postgres" --version) keeps attribute versions (pg_attver) that the pg_dump of Postgres $(printf "%s\n" "${!attver_blocked[@]}" | sort -n | xargs) here predates:"
-  say "  pg_upgrade from it to them fails for any database with a table, chom or not (README, Major-version upgrades)"
+  say "  pg_upgrade from it to them fails for any database with a table, chom or not (docs/install-and-upgrade.md, Major-version upgrades)"
   if OLDBIN=$(fetch_pre_attver_15); then
     say "  so the old cluster runs on $("$OLDBIN/postgres" --version) ($OLDBIN), with chom built for 15 as for 15.20;"
     say "  15.20's pg_dump is the one the dump and restore leg uses"

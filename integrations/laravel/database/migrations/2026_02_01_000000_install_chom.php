@@ -34,7 +34,7 @@ use Illuminate\Support\Facades\DB;
  * Laravel runs a migration inside a transaction on pgsql ($withinTransaction), so the install is atomic
  * together with the migrations table entry. Installing takes a brief ACCESS EXCLUSIVE lock on tenants and
  * SHARE ROW EXCLUSIVE on sites and vps_servers; on a busy production database build the indexes first
- * (README, "Online install on a busy database").
+ * (docs/install-and-upgrade.md, "Online install on a busy database").
  */
 return new class extends Migration
 {
