@@ -2,7 +2,7 @@
 --
 -- Run by a superuser (ALTER EXTENSION chom UPDATE) in a database whose owner, and the owner of schema public,
 -- may be the application's role: every function, operator and cast this script calls is schema-qualified, and
--- the objects it creates are named with their schema. It changes no table and takes no lock on CHOM's tables:
+-- the objects it creates are named with their schema. It changes none of CHOM's tables and takes no lock on them:
 -- the functions below are re-pointed at this release's library, and their settings and grants are set as a
 -- fresh install of 0.4.0 sets them.
 --
@@ -77,7 +77,10 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'chom-@CARGO_VERSION@', 'chom_install_wrapper';
 
-CREATE OR REPLACE FUNCTION @extschema@."chom_metrics"() RETURNS TABLE (
+-- chom_metrics() gains two columns (the busy tenants' unfolded deltas): its row type changes, so it is dropped
+-- and created again (monitoring that selects it by column name is unaffected).
+DROP FUNCTION @extschema@.chom_metrics();
+CREATE FUNCTION @extschema@."chom_metrics"() RETURNS TABLE (
 	"chom_version" TEXT,
 	"installed" bool,
 	"triggers_enabled" INT,
@@ -103,11 +106,35 @@ CREATE OR REPLACE FUNCTION @extschema@."chom_metrics"() RETURNS TABLE (
 	"last_repair_tenants_fixed" bigint,
 	"last_repair_vps_fixed" bigint,
 	"last_refresh_at" timestamp with time zone,
-	"last_refresh_tenants" bigint
+	"last_refresh_tenants" bigint,
+	"unfolded_deltas" bigint,
+	"oldest_unfolded_delta_at" timestamp with time zone
 )
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c
 AS 'chom-@CARGO_VERSION@', 'chom_metrics_wrapper';
+
+-- The busy tenant (src/deltas.rs): changes that a commit could not apply to a tenant's row held by another
+-- commit, kept as insert-only rows and folded into tenants by a background worker, and the function that folds
+-- on demand. As sql/schema.sql and sql/finalize.sql create them.
+CREATE TABLE chom.tenant_deltas (
+    tenant_id  uuid NOT NULL,
+    sites      integer NOT NULL,
+    storage_mb bigint NOT NULL,
+    spilled_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX tenant_deltas_tenant ON chom.tenant_deltas (tenant_id);
+SELECT pg_catalog.pg_extension_config_dump('chom.tenant_deltas', '');
+GRANT SELECT ON chom.tenant_deltas TO PUBLIC;
+
+CREATE FUNCTION @extschema@."chom_fold_deltas"() RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'chom-@CARGO_VERSION@', 'chom_fold_deltas_wrapper';
+REVOKE ALL ON FUNCTION @extschema@.chom_fold_deltas() FROM PUBLIC;
+ALTER FUNCTION @extschema@.chom_fold_deltas() SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.chom_fold_deltas() IS
+    'chom: folds the busy tenants'' deltas (chom.tenant_deltas) into tenants now, as the tables'' owner; returns how many tenants had some; a background worker does the same on its own. DBA.';
 
 CREATE OR REPLACE FUNCTION @extschema@."chom_pick_vps"(
 	"min_memory_mb" INT DEFAULT NULL,
@@ -383,6 +410,8 @@ ALTER FUNCTION @extschema@.chom_repair_drift() SET search_path = pg_catalog, pg_
 ALTER FUNCTION @extschema@.chom_drain_vps_deltas() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION @extschema@.chom_drift_probe(integer, integer) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION @extschema@.chom_metrics() SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.chom_metrics() IS
+    'chom: one row of typed figures for monitoring: objects by state, tenants'' fillfactor and HOT share, rows tracked, last check, repair and refresh, unfolded deltas (docs/monitoring.md).';
 ALTER FUNCTION @extschema@.chom_vps_load() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom.guard_dropped_columns(oid[], text[]) SET search_path = pg_catalog, pg_temp;

@@ -27,10 +27,12 @@ COMMENT ON FUNCTION chom_repair_drift() IS
     'chom: locks, re-checks and recounts every drifted tenant and VPS, safe with writers running; returns how many were fixed; recorded in chom.runs. DBA.';
 COMMENT ON FUNCTION chom_drain_vps_deltas() IS
     'chom on Citus: moves the per-VPS changes queued by the workers'' commits into chom.vps_load (run it on a schedule on the coordinator); returns the VPS rows changed; 0 without Citus. DBA.';
+COMMENT ON FUNCTION chom_fold_deltas() IS
+    'chom: folds the busy tenants'' deltas (chom.tenant_deltas) into tenants now, as the tables'' owner; returns how many tenants had some; a background worker does the same on its own. DBA.';
 COMMENT ON FUNCTION chom_drift_probe(integer, integer) IS
     'chom: drift in a random sample of tenants and VPSes within max_ms: sampled, drifted, vps_sampled, vps_drifted, elapsed_ms, complete; recorded in chom.runs (not on a standby).';
 COMMENT ON FUNCTION chom_metrics() IS
-    'chom: one row of typed figures for monitoring: objects by state, tenants'' fillfactor and HOT share, rows tracked, last check, repair and refresh (docs/monitoring.md).';
+    'chom: one row of typed figures for monitoring: objects by state, tenants'' fillfactor and HOT share, rows tracked, last check, repair and refresh, unfolded deltas (docs/monitoring.md).';
 COMMENT ON FUNCTION chom_pick_vps(integer, integer, text, text) IS
     'chom: the least-loaded eligible VPS (active, shared, healthy), reserved until the transaction ends; NULL when none.';
 COMMENT ON FUNCTION chom_vps_load() IS

@@ -7,7 +7,7 @@
 -- (granted explicitly: the update from 0.3.0, which had revoked it, grants it back, and both give one ACL)
 GRANT EXECUTE ON FUNCTION chom_install(), chom_uninstall() TO PUBLIC;
 REVOKE ALL ON FUNCTION chom_index_ddl(boolean), chom_repair_drift(), chom_refresh_all(integer),
-    chom_refresh_tenant(uuid), chom_drain_vps_deltas() FROM PUBLIC;
+    chom_refresh_tenant(uuid), chom_drain_vps_deltas(), chom_fold_deltas() FROM PUBLIC;
 -- The batched refresh is a DBA's too; its batches are chom.refresh_batch() (a procedure cannot be SECURITY
 -- DEFINER and commit), so delegating it grants both. chom_metrics() and chom_drift_probe() are for monitoring
 -- roles: PUBLIC.
@@ -29,6 +29,7 @@ ALTER FUNCTION chom_cache_drift() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_vps_drift() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_repair_drift() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_drain_vps_deltas() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION chom_fold_deltas() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_drift_probe(integer, integer) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_metrics() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_vps_load() SET search_path = pg_catalog, pg_temp;
@@ -46,7 +47,7 @@ REVOKE ALL ON FUNCTION chom.guard_dropped_columns(oid[], text[]), chom.guard_alt
 
 -- chom's tables hold no secrets; reading them needs no grant.
 GRANT USAGE ON SCHEMA chom TO PUBLIC;
-GRANT SELECT ON chom.managed_index, chom.vps_load, chom.runs TO PUBLIC;
+GRANT SELECT ON chom.managed_index, chom.vps_load, chom.runs, chom.tenant_deltas TO PUBLIC;
 
 -- The trigger functions only read their transition tables into backend memory; only chom_install() attaches
 -- them (CREATE TRIGGER needs EXECUTE, which PUBLIC does not have), and they refuse other tables.

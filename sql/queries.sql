@@ -2,8 +2,10 @@
 -- Placeholders, replaced with quoted names when chom runs them: {tenants}, {sites}, {vps_servers} (CHOM's
 -- tables in the schema chom was installed on), {tenants.cached_at} and the like (the columns chom uses, under
 -- their current names: chom follows the application's renames), {chom} (chom's own schema), {live_sites} (the
--- block of that name, inlined), {vps_rows} and {recount_tenants} (likewise). Each block has a variant of
--- queries::Query.
+-- block of that name, inlined), {vps_rows}, {recount_tenants} and {unfolded} (likewise). Each block has a variant
+-- of queries::Query.
+-- A tenant's stored aggregates are its cached columns plus its rows of chom.tenant_deltas not yet folded
+-- ({unfolded}, src/deltas.rs): every read below adds them.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.
 -- The read queries lay the calling transaction's pending changes (src/pending.rs) over the stored values, so
 -- that a transaction sees its own writes: pending ids with their changes as parallel arrays, a boolean for
@@ -16,6 +18,12 @@ SELECT s.{sites.tenant_id} AS tenant_id, count(*) AS sites_count, coalesce(sum(s
   FROM {sites} s
  WHERE s.{sites.deleted_at} IS NULL AND ($1::uuid[] IS NULL OR s.{sites.tenant_id} = ANY ($1::uuid[]))
  GROUP BY s.{sites.tenant_id}
+
+-- name: unfolded
+-- The unfolded deltas of tenant t (joined LATERAL to a row of {tenants} named t): zero when there are none.
+SELECT coalesce(sum(d.sites), 0) AS sites, coalesce(sum(d.storage_mb), 0) AS storage_mb
+  FROM {chom}.tenant_deltas d
+ WHERE d.tenant_id = t.{tenants.id}
 
 -- name: recount_tenants
 -- Recomputes the cached aggregates of the tenants in $1 (every tenant when NULL) and stamps cached_at.
@@ -30,7 +38,7 @@ UPDATE {tenants} t
  WHERE t.{tenants.id} = t0.{tenants.id} AND ($1::uuid[] IS NULL OR t0.{tenants.id} = ANY ($1::uuid[]))
 
 -- name: tenant_drift
--- Tenants (those in $1, every one when NULL) whose cached aggregates differ from a recount of their live
+-- Tenants (those in $1, every one when NULL) whose stored aggregates differ from a recount of their live
 -- sites, with the calling transaction's pending changes laid over the cached values: $2, $3, $4 the pending
 -- tenant ids, site and storage changes; $5 true when sites was truncated in it (the cached values restart
 -- from zero at commit); $6 the tenants it recounts at commit (exact by then, so never drift).
@@ -38,9 +46,10 @@ WITH live AS ({live_sites}),
 pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS p(id, sites, storage)),
 cached AS (
     SELECT t.{tenants.id} AS id,
-           CASE WHEN $5::boolean THEN 0 ELSE t.{tenants.cached_sites_count} END + coalesce(p.sites, 0) AS sites_count,
-           CASE WHEN $5::boolean THEN 0 ELSE t.{tenants.cached_storage_mb} END + coalesce(p.storage, 0) AS storage_mb
+           CASE WHEN $5::boolean THEN 0 ELSE t.{tenants.cached_sites_count} + u.sites END + coalesce(p.sites, 0) AS sites_count,
+           CASE WHEN $5::boolean THEN 0 ELSE t.{tenants.cached_storage_mb} + u.storage_mb END + coalesce(p.storage, 0) AS storage_mb
       FROM {tenants} t
+      CROSS JOIN LATERAL ({unfolded}) u
       LEFT JOIN pending p ON p.id = t.{tenants.id}
      WHERE ($1::uuid[] IS NULL OR t.{tenants.id} = ANY ($1::uuid[])) AND t.{tenants.id} <> ALL ($6::uuid[])
 )
@@ -69,9 +78,14 @@ SELECT t.{tenants.id} FROM {tenants} t ORDER BY t.{tenants.id} FOR NO KEY UPDATE
 -- name: recount_all_tenants
 -- Recomputes every tenant's aggregates ($1 NULL: every tenant; rows locked by lock_all_tenants) and returns the
 -- tenants whose live sites that raised, whose quota the commit checks.
+-- "Before" counts the unfolded deltas, which the caller deletes next (the gates are closed: none can appear).
 WITH recounted AS ({recount_tenants}
 RETURNING t.{tenants.id} AS id, t0.{tenants.cached_sites_count} AS before, t.{tenants.cached_sites_count} AS after)
-SELECT r.id FROM recounted r WHERE r.after > r.before ORDER BY r.id
+SELECT r.id
+  FROM recounted r
+  CROSS JOIN LATERAL (SELECT coalesce(sum(d.sites), 0) AS sites FROM {chom}.tenant_deltas d WHERE d.tenant_id = r.id) u
+ WHERE r.after > r.before + u.sites
+ ORDER BY r.id
 
 -- name: tenant_ids
 -- Every tenant, in id order (the Citus coordinator recounts them one by one).
@@ -91,6 +105,59 @@ UPDATE {tenants} t
    SET {tenants.cached_sites_count} = t.{tenants.cached_sites_count} + $2,
        {tenants.cached_storage_mb}  = t.{tenants.cached_storage_mb} + $3
  WHERE t.{tenants.id} = $1
+
+-- name: try_apply_tenant_delta
+-- apply_tenant_delta without waiting: only when no other transaction holds the tenant's row (a committing
+-- writer of the same tenant holds it until its commit record is flushed). No row back: the caller spills the
+-- change to chom.tenant_deltas instead (src/deltas.rs).
+UPDATE {tenants} t
+   SET {tenants.cached_sites_count} = t.{tenants.cached_sites_count} + $2,
+       {tenants.cached_storage_mb}  = t.{tenants.cached_storage_mb} + $3
+ WHERE t.ctid = (SELECT l.ctid FROM {tenants} l WHERE l.{tenants.id} = $1 FOR NO KEY UPDATE OF l SKIP LOCKED)
+RETURNING t.{tenants.id}
+
+-- name: try_lock_tenants
+-- lock_tenants without waiting: the rows no other transaction holds; the caller spills the others' changes.
+SELECT t.{tenants.id}, t.ctid
+  FROM {tenants} t
+ WHERE t.{tenants.id} = ANY ($1::uuid[])
+ ORDER BY t.{tenants.id}
+   FOR NO KEY UPDATE OF t SKIP LOCKED
+
+-- name: existing_tenants
+-- The tenants of $1 that exist (a change of a tenant without a row is not spilled, as it is not applied).
+SELECT t.{tenants.id} FROM {tenants} t WHERE t.{tenants.id} = ANY ($1::uuid[])
+
+-- name: tenant_headroom
+-- How many live sites tenant $1 may still gain under its tier's max_sites, its unfolded deltas counted; NULL
+-- when it is unlimited (-1) or its tier has no limits row.
+SELECT l.max_sites - (t.{tenants.cached_sites_count} + u.sites)
+  FROM {tenants} t
+  CROSS JOIN LATERAL ({unfolded}) u
+  JOIN {tier_limits} l ON l.tier = t.tier AND l.max_sites >= 0
+ WHERE t.{tenants.id} = $1
+
+-- name: spill_tenant_deltas
+-- Changes of tenants whose rows other commits held, as insert-only rows (run as chom).
+INSERT INTO {chom}.tenant_deltas (tenant_id, sites, storage_mb)
+SELECT d.id, d.sites, d.storage FROM unnest($1::uuid[], $2::integer[], $3::bigint[]) AS d(id, sites, storage)
+
+-- name: delta_tenants
+-- The first $1 tenants with unfolded deltas, in id order (a fold's batch).
+SELECT DISTINCT d.tenant_id FROM {chom}.tenant_deltas d ORDER BY d.tenant_id LIMIT $1
+
+-- name: take_tenant_deltas
+-- Deletes the unfolded deltas of the tenants in $1 (every tenant when NULL) and returns their sum per tenant,
+-- in id order. Callers hold those tenants' rows locked (a fold) or their gates closed (a recount), so that
+-- nobody else takes them meanwhile.
+WITH taken AS (DELETE FROM {chom}.tenant_deltas d
+                WHERE $1::uuid[] IS NULL OR d.tenant_id = ANY ($1::uuid[])
+            RETURNING d.tenant_id, d.sites, d.storage_mb)
+SELECT tenant_id, sum(sites)::bigint, sum(storage_mb)::bigint FROM taken GROUP BY tenant_id ORDER BY tenant_id
+
+-- name: unfolded_depth
+-- How many deltas wait to be folded, and when the oldest was written (chom_metrics()).
+SELECT count(*), min(d.spilled_at) FROM {chom}.tenant_deltas d
 
 -- name: apply_vps_deltas
 -- A transaction's net change of live sites per VPS, on rows lock_vps locked. Every VPS has a row
@@ -209,17 +276,22 @@ SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites
 -- name: quota_violation
 -- The first of the tenants in $1 (those whose live sites this transaction raises, already updated and locked
 -- by it) whose count is now above its tier's max_sites (-1: unlimited; no tier_limits row: not limited).
-SELECT t.{tenants.id}, t.{tenants.cached_sites_count}::integer, l.max_sites
+-- Their unfolded deltas count: the caller closed their gates (src/deltas.rs), so every spilled change of theirs
+-- has committed and none is in flight.
+SELECT t.{tenants.id}, (t.{tenants.cached_sites_count} + u.sites)::integer, l.max_sites
   FROM {tenants} t
+  CROSS JOIN LATERAL ({unfolded}) u
   JOIN {tier_limits} l ON l.tier = t.tier
- WHERE t.{tenants.id} = ANY ($1::uuid[]) AND l.max_sites >= 0 AND t.{tenants.cached_sites_count} > l.max_sites
+ WHERE t.{tenants.id} = ANY ($1::uuid[]) AND l.max_sites >= 0 AND t.{tenants.cached_sites_count} + u.sites > l.max_sites
  ORDER BY t.{tenants.id}
  LIMIT 1
 
 -- name: tenant_quota
--- One tenant's cached aggregates beside its tier's limits (primary-key reads; no tier_limits row: NULLs).
-SELECT t.{tenants.cached_sites_count}::integer, l.max_sites, t.{tenants.cached_storage_mb}, l.max_storage_gb::bigint * 1024
+-- One tenant's stored aggregates beside its tier's limits (primary-key reads; no tier_limits row: NULLs).
+SELECT (t.{tenants.cached_sites_count} + u.sites)::integer, l.max_sites,
+       (t.{tenants.cached_storage_mb} + u.storage_mb)::bigint, l.max_storage_gb::bigint * 1024
   FROM {tenants} t
+  CROSS JOIN LATERAL ({unfolded}) u
   LEFT JOIN {tier_limits} l ON l.tier = t.tier
  WHERE t.{tenants.id} = $1
 
@@ -235,9 +307,11 @@ SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}')
 SELECT l.vps_id FROM {chom}.vps_load l WHERE l.vps_id = ANY ($1::uuid[]) ORDER BY l.vps_id FOR NO KEY UPDATE
 
 -- name: tenant_stats
-SELECT t.{tenants.cached_sites_count}::integer, t.{tenants.cached_storage_mb}, t.{tenants.cached_at},
+SELECT (t.{tenants.cached_sites_count} + u.sites)::integer, (t.{tenants.cached_storage_mb} + u.storage_mb)::bigint,
+       t.{tenants.cached_at},
        t.{tenants.cached_at} IS NULL OR t.{tenants.cached_at} < localtimestamp(0) - make_interval(secs => $2) AS stale
   FROM {tenants} t
+  CROSS JOIN LATERAL ({unfolded}) u
  WHERE t.{tenants.id} = $1
 
 -- name: tenant_live_stats

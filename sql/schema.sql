@@ -52,6 +52,21 @@ CREATE INDEX vps_load_pick ON chom.vps_load (live_sites, vps_id)
 -- dumped with the database, so that a restored database has exact loads at once
 SELECT pg_catalog.pg_extension_config_dump('chom.vps_load', '');
 
+-- Changes to tenants' cached aggregates that a committing writer could not apply in place because another
+-- commit held the tenant's row (a busy tenant: concurrent durable commits would otherwise flush one at a time on
+-- that row lock). Insert-only for writers, so they share no lock; chom's fold worker adds them to tenants and
+-- deletes them, and chom's reads (chom_tenant_stats(), chom_tenant_quota(), drift, repair) add the rows not yet
+-- folded, so that every read through chom stays exact. A site and its delta commit together. See docs/busy-tenant.md.
+CREATE TABLE chom.tenant_deltas (
+    tenant_id  uuid NOT NULL,
+    sites      integer NOT NULL,
+    storage_mb bigint NOT NULL,
+    spilled_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX tenant_deltas_tenant ON chom.tenant_deltas (tenant_id);
+-- dumped with the database: a restored database's tenants plus its deltas are exact, as they were
+SELECT pg_catalog.pg_extension_config_dump('chom.tenant_deltas', '');
+
 -- chom's record of its own runs, read by chom_metrics() (when drift was last checked and repaired, what was
 -- found and fixed, the last full refresh). Written by chom_repair_drift() ('repair'), chom_drift_probe()
 -- ('probe'), chom_refresh_all() and CALL chom_refresh_all_batched() ('refresh'), through chom.record_run(), and

@@ -10,6 +10,7 @@
 
 use crate::citus;
 use crate::db;
+use crate::deltas;
 use crate::errors::raise;
 use crate::identity::{run_as, Principal};
 use crate::pending::{self, Changes, UuidBytes};
@@ -250,14 +251,20 @@ fn queue_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
 }
 
 fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
-    let raised = update_tenants(client, target, changes);
-    enforce_site_quota(client, target, raised);
+    let quota = crate::settings::site_quota_enforced() && target.tier_limits_exist();
+    let checked = update_tenants(client, target, changes, quota);
+    if quota {
+        enforce_site_quota(client, target, checked);
+    }
 }
 
-/// Updates the tenants' aggregates; returns the tenants whose live sites this transaction raised.
-fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) -> Vec<UuidBytes> {
+/// Updates the tenants' aggregates, or spills the changes of tenants whose rows other commits hold
+/// ([`deltas`]); returns the tenants whose quota must be checked on their locked rows: those whose live sites
+/// this transaction raised, when `quota` applies, and that did not pass [`deltas::may_spill_under_quota`].
+fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes, quota: bool) -> Vec<UuidBytes> {
     if changes.sites_truncated {
         run(client, target, Query::ZeroTenants, &[], &[]);
+        deltas::forget(client, target, None);
     }
     if target.distributed && target.placement.is_none() {
         // the Citus coordinator: the sites triggers fire on the shards, so only recounts (a stale stats read)
@@ -272,22 +279,44 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
         }
         return Vec::new();
     }
+    let local = !target.distributed;
     if changes.all_tenants_recounted {
         // more tenants than a fold keeps (pending::TENANTS_FOLDED_AT_MOST): every tenant, locked in id order
+        if local {
+            deltas::close_all_gates();
+        }
         run(client, target, Query::LockAllTenants, &[], &[]);
-        return run(client, target, Query::RecountAllTenants, &[UUID_ARRAY], &[Option::<Vec<Uuid>>::None.into()])
+        let raised = run(client, target, Query::RecountAllTenants, &[UUID_ARRAY], &[Option::<Vec<Uuid>>::None.into()])
             .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
             .collect();
+        deltas::forget(client, target, None);
+        return raised;
     }
-    let raised = changes.tenants.iter().filter(|(_, (sites, _))| *sites > 0).map(|(id, _)| *id).collect();
+    let raised: Vec<UuidBytes> =
+        changes.tenants.iter().filter(|(_, (sites, _))| *sites > 0).map(|(id, _)| *id).collect();
     let recounts = &changes.tenant_recounts;
-    let deltas: BTreeMap<UuidBytes, (i32, i64)> = changes
+    let changed: BTreeMap<UuidBytes, (i32, i64)> = changes
         .tenants
         .iter()
         .filter(|(id, _)| !recounts.contains(*id))
         .map(|(id, change)| (*id, checked_tenant_change(*change)))
         .collect();
-    if let (true, Some((id, (sites, storage)))) = (recounts.is_empty() && deltas.len() == 1, deltas.first_key_value()) {
+    if deltas::spills(target) && recounts.is_empty() {
+        if let (1, Some((id, change))) = (changed.len(), changed.first_key_value()) {
+            return apply_or_spill_one(client, target, id, *change, quota);
+        }
+        if (!quota || raised.is_empty()) && apply_or_spill_many(client, target, &changed) {
+            return Vec::new();
+        }
+    }
+    // the locked path: the recounted tenants' gates are closed (and, where the quota is checked, the raised
+    // ones'), so that no spill of theirs is in flight while they are read
+    let checked: Vec<UuidBytes> = if quota { raised } else { Vec::new() };
+    if local {
+        deltas::close_gates(recounts.iter().chain(&checked));
+    }
+    if let (true, Some((id, (sites, storage)))) = (recounts.is_empty() && changed.len() == 1, changed.first_key_value())
+    {
         run(
             client,
             target,
@@ -295,18 +324,43 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
             &[UUID, INT4, INT8],
             &[Uuid::from_bytes(*id).into(), (*sites).into(), (*storage).into()],
         );
-        return raised;
+        return checked;
     }
-    let ids: BTreeSet<UuidBytes> = deltas.keys().chain(recounts.iter()).copied().collect();
+    let ids: BTreeSet<UuidBytes> = changed.keys().chain(recounts.iter()).copied().collect();
     if ids.is_empty() {
-        return raised;
+        return checked;
     }
-    let locked: BTreeMap<UuidBytes, pg_sys::ItemPointerData> =
-        run(client, target, Query::LockTenants, &[UUID_ARRAY], &[uuid_array(ids.into_iter())])
-            .map(|row| (*db::required::<Uuid>(&row, 1).as_bytes(), db::required::<pg_sys::ItemPointerData>(&row, 2)))
-            .collect();
+    let locked = lock_tenants(client, target, Query::LockTenants, ids.into_iter());
+    apply_locked(client, target, &changed, &locked);
+    if !recounts.is_empty() {
+        run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
+        deltas::forget(client, target, Some(recounts.iter().map(|id| Uuid::from_bytes(*id)).collect()));
+    }
+    checked
+}
+
+/// Locks the tenant rows of `ids` in id order with `lock` (waiting, or skipping rows others hold); returns the
+/// ctid of each row locked.
+fn lock_tenants(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    lock: Query,
+    ids: impl Iterator<Item = UuidBytes>,
+) -> BTreeMap<UuidBytes, pg_sys::ItemPointerData> {
+    run(client, target, lock, &[UUID_ARRAY], &[uuid_array(ids)])
+        .map(|row| (*db::required::<Uuid>(&row, 1).as_bytes(), db::required::<pg_sys::ItemPointerData>(&row, 2)))
+        .collect()
+}
+
+/// Adds each tenant's change to its locked row, reached by ctid.
+fn apply_locked(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    changed: &BTreeMap<UuidBytes, (i32, i64)>,
+    locked: &BTreeMap<UuidBytes, pg_sys::ItemPointerData>,
+) {
     let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
-        deltas.iter().filter_map(|(id, change)| Some((*locked.get(id)?, *change))).unzip();
+        changed.iter().filter_map(|(id, change)| Some((*locked.get(id)?, *change))).unzip();
     if !ctids.is_empty() {
         let (sites, storage): (Vec<i32>, Vec<i64>) = changes.into_iter().unzip();
         execute(
@@ -316,20 +370,78 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
             &[ctids.into(), sites.into(), storage.into()],
         );
     }
-    if !recounts.is_empty() {
-        run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
-    }
-    raised
 }
 
-/// With `chom.enforce_site_quota` on, refuses the commit when it takes a tenant above its tier's `max_sites`.
-/// Only tenants whose live sites this transaction raises are checked (a tenant over its limit after a
-/// downgrade can still delete, soft delete and move sites out), and they are checked after their update, on
-/// the rows this commit holds locked: exact under any concurrency.
-fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, raised: Vec<UuidBytes>) {
-    if !crate::settings::site_quota_enforced() || !target.tier_limits_exist() {
-        return;
+/// The tenants of `ids` that have a row (a change of a tenant without one is dropped, never spilled).
+fn existing(client: &mut SpiClient<'_>, target: &Target, ids: impl Iterator<Item = UuidBytes>) -> BTreeSet<UuidBytes> {
+    run(client, target, Query::ExistingTenants, &[UUID_ARRAY], &[uuid_array(ids)])
+        .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
+        .collect()
+}
+
+/// One tenant's change (most single-row writes): applied to its row when no other commit holds it, spilled
+/// when one does and the tenant's gate is open, applied after waiting otherwise. Where the quota applies to a
+/// raise, the spill rule of [`deltas::may_spill_under_quota`] decides first; a tenant near its limit has its
+/// gate closed and is returned, to be checked on its locked row.
+fn apply_or_spill_one(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    id: &UuidBytes,
+    (sites, storage): (i32, i64),
+    quota: bool,
+) -> Vec<UuidBytes> {
+    let args = [Uuid::from_bytes(*id).into(), sites.into(), storage.into()];
+    if quota && sites > 0 {
+        let opened = deltas::try_open_gate(id);
+        if !opened || !deltas::may_spill_under_quota(client, target, id, i64::from(sites)) {
+            if opened {
+                deltas::release_gate(id);
+            }
+            deltas::close_gates([id]);
+            run(client, target, Query::ApplyTenantDelta, &[UUID, INT4, INT8], &args);
+            return vec![*id];
+        }
     }
+    if run(client, target, Query::TryApplyTenantDelta, &[UUID, INT4, INT8], &args).len() == 1 {
+        return Vec::new();
+    }
+    if !deltas::try_open_gate(id) {
+        run(client, target, Query::ApplyTenantDelta, &[UUID, INT4, INT8], &args);
+        return Vec::new();
+    }
+    if !existing(client, target, std::iter::once(*id)).is_empty() {
+        deltas::spill(client, target, &[(*id, (sites, storage))]);
+    }
+    Vec::new()
+}
+
+/// Several tenants' changes, none checked by the quota: the rows no other commit holds are updated, the others
+/// spilled. Needs every tenant's gate open (taken without waiting, before any row lock); false, with nothing
+/// done, when one is closed: the caller takes the locked path.
+fn apply_or_spill_many(client: &mut SpiClient<'_>, target: &Target, changed: &BTreeMap<UuidBytes, (i32, i64)>) -> bool {
+    let mut opened = Vec::with_capacity(changed.len());
+    for id in changed.keys() {
+        if !deltas::try_open_gate(id) {
+            opened.iter().for_each(deltas::release_gate);
+            return false;
+        }
+        opened.push(*id);
+    }
+    let locked = lock_tenants(client, target, Query::TryLockTenants, changed.keys().copied());
+    apply_locked(client, target, changed, &locked);
+    let held = changed.keys().filter(|id| !locked.contains_key(*id)).copied();
+    let spilled: Vec<(UuidBytes, (i32, i64))> =
+        existing(client, target, held).into_iter().filter_map(|id| Some((id, *changed.get(&id)?))).collect();
+    deltas::spill(client, target, &spilled);
+    true
+}
+
+/// With the site quota on, refuses the commit when it takes a tenant above its tier's `max_sites`. Only
+/// tenants whose live sites this transaction raises are checked (a tenant over its limit after a downgrade can
+/// still delete, soft delete and move sites out), and they are checked after their update, on the rows this
+/// commit holds locked, with their gates closed (their spilled changes counted, none in flight): exact under
+/// any concurrency. A raise that spilled passed [`deltas::may_spill_under_quota`] instead.
+fn enforce_site_quota(client: &mut SpiClient<'_>, target: &Target, raised: Vec<UuidBytes>) {
     if raised.is_empty() {
         return;
     }

@@ -91,6 +91,7 @@ fn repair(target: &Target) -> i64 {
         let still: Vec<Uuid> = if target.distributed {
             drifted
         } else {
+            crate::deltas::close_gates(drifted.iter().map(Uuid::as_bytes));
             let lock = queries::sql(target, Query::LockTenants);
             run_as(target, Principal::TablesOwner, || crate::db::run(&lock, &[drifted.clone().into()]));
             tenant_drift(target, Some(drifted)).into_iter().map(|row| row.0).collect()

@@ -106,6 +106,8 @@ pub(crate) fn apply(target: &Target, step: &Step) {
             identity::run_as(target, Principal::TablesOwner, || {
                 crate::db::run(&queries::sql(target, Query::RecountTenants), &[all()])
             });
+            // deltas left by an earlier installation are part of what the recount replaced
+            pgrx::Spi::connect_mut(|client| crate::deltas::forget(client, target, None));
             crate::db::run(&queries::sql(target, Query::RecountVps), &[all()]);
             crate::db::run(&queries::sql(target, Query::ForgetGoneVps), &[all()]);
         }
@@ -166,8 +168,13 @@ fn uninstall(
         crate::citus::drop_shard_trigger_copies(target);
     }
     lock_tables(target);
-    let states = control::classify(&crate::inspect::inspect(target));
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    // the busy tenants' unfolded deltas go into the cached columns first: the application's own columns stay
+    // exact without chom
+    if crate::deltas::fold_all(target) > 0 {
+        rows.push(("table".into(), format!("{CHOM_SCHEMA}.tenant_deltas"), "folded".into()));
+    }
+    let states = control::classify(&crate::inspect::inspect(target));
     let tenants = target.table("tenants");
     for step in control::plan_uninstall(&states) {
         match step {

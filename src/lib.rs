@@ -16,6 +16,7 @@ mod catalog;
 mod citus;
 mod control;
 mod db;
+mod deltas;
 mod drain_worker;
 mod drift;
 mod errors;
@@ -65,6 +66,7 @@ extension_sql_file!(
         drift::chom_cache_drift,
         drift::chom_vps_drift,
         drift::chom_repair_drift,
+        deltas::chom_fold_deltas,
         citus::chom_drain_vps_deltas,
         monitoring::chom_drift_probe,
         monitoring::chom_metrics,

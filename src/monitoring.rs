@@ -168,7 +168,9 @@ fn fillfactor(state: &StorageState) -> Option<i32> {
 /// fillfactor, its row updates and the share of them that were HOT (NULL before any); the rows of tenants and
 /// of chom.vps_load; the last drift check (a probe or a repair: when, which, tenants and VPSes examined and
 /// drifted), the last repair (when, tenants and VPSes fixed) and the last full refresh (when, tenants), from
-/// chom.runs. Without CHOM's tables the object and row counts are NULL.
+/// chom.runs; and the busy tenants' deltas waiting to be folded into `tenants` and when the oldest was
+/// written (docs/busy-tenant.md: `tenants.cached_sites_count` read directly is behind by them). Without CHOM's
+/// tables the object and row counts are NULL.
 // one row of many typed columns: pgrx needs the tuple written out in the signature
 #[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_safe)]
@@ -201,6 +203,8 @@ pub fn chom_metrics() -> TableIterator<
         name!(last_repair_vps_fixed, Option<i64>),
         name!(last_refresh_at, Option<TimestampWithTimeZone>),
         name!(last_refresh_tenants, Option<i64>),
+        name!(unfolded_deltas, Option<i64>),
+        name!(oldest_unfolded_delta_at, Option<TimestampWithTimeZone>),
     ),
 > {
     let target = target::installed().or_else(target::discover);
@@ -237,6 +241,13 @@ pub fn chom_metrics() -> TableIterator<
         _ => (false, None, None, None, None, None),
     };
     let count = |pick: fn(&ObjectCounts) -> i32| counts.as_ref().map(pick);
+    let (unfolded, oldest_unfolded) = match &target {
+        Some(target) => {
+            let (depth, oldest) = crate::deltas::depth(target);
+            (Some(depth), oldest)
+        }
+        None => (None, None),
+    };
     TableIterator::once((
         version,
         installed,
@@ -264,6 +275,8 @@ pub fn chom_metrics() -> TableIterator<
         repair.2,
         refresh.0,
         refresh.1,
+        unfolded,
+        oldest_unfolded,
     ))
 }
 

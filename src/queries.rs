@@ -37,6 +37,15 @@ queries! {
     TenantIds = "tenant_ids",
     ApplyLockedTenantDeltas = "apply_locked_tenant_deltas",
     ApplyTenantDelta = "apply_tenant_delta",
+    Unfolded = "unfolded",
+    TryApplyTenantDelta = "try_apply_tenant_delta",
+    TryLockTenants = "try_lock_tenants",
+    ExistingTenants = "existing_tenants",
+    TenantHeadroom = "tenant_headroom",
+    SpillTenantDeltas = "spill_tenant_deltas",
+    DeltaTenants = "delta_tenants",
+    TakeTenantDeltas = "take_tenant_deltas",
+    UnfoldedDepth = "unfolded_depth",
     ApplyVpsDeltas = "apply_vps_deltas",
     ApplyVpsDelta = "apply_vps_delta",
     ZeroTenants = "zero_tenants",
@@ -120,7 +129,7 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
     if let Some(rendered) = cached {
         return rendered;
     }
-    let inlined = [Query::RecountTenants, Query::LiveSites, Query::VpsRows, Query::SettledVps]
+    let inlined = [Query::RecountTenants, Query::LiveSites, Query::VpsRows, Query::SettledVps, Query::Unfolded]
         .iter()
         .fold(block(target, query).to_string(), |sql, inlined| {
             sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()])

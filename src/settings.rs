@@ -143,6 +143,16 @@ pub static DRAIN_DATABASES: Setting<Option<CString>> = Setting::<Option<CString>
 /// `chom.drain_interval`: how long chom's drain worker waits between two drains (default 1s).
 pub static DRAIN_INTERVAL_MS: Setting<i32> = Setting::<i32>::new(c"chom.drain_interval", 1000);
 
+/// `chom.busy_tenant_spill`: whether a committing writer that finds its tenant's row held by another commit
+/// spills its change to `chom.tenant_deltas` instead of waiting for that commit's flush (default on; see
+/// src/deltas.rs). Off, writers of one tenant commit one after the other and `tenants.cached_sites_count` read
+/// directly is never behind. Superuser-set.
+pub static BUSY_TENANT_SPILL: Setting<bool> = Setting::<bool>::new(c"chom.busy_tenant_spill", true);
+
+/// `chom.fold_in_background`: whether spills start a background worker that folds the deltas into `tenants`
+/// (default on). Off, the deltas stay until `chom_fold_deltas()` (reads through chom stay exact). Superuser-set.
+pub static FOLD_IN_BACKGROUND: Setting<bool> = Setting::<bool>::new(c"chom.fold_in_background", true);
+
 /// The settings that chom 0.1.0 and 0.2.0 define, without looking whether another library did first: a library
 /// of this release loaded before one of theirs must not define them (theirs would then fail to load with
 /// "attempt to redefine parameter"), so this one reads them by name, as placeholders or as the older library's
@@ -219,6 +229,26 @@ pub fn register() {
             c"Off never turns chom.site_quota off.",
             variable,
             GucContext::Userset,
+            GucFlags::default(),
+        )
+    });
+    BUSY_TENANT_SPILL.define(|name, variable| {
+        GucRegistry::define_bool_guc(
+            name,
+            c"Whether a commit that finds its tenant's row held by another commit spills its change to chom.tenant_deltas.",
+            c"Reads through chom add the unfolded deltas; tenants.cached_sites_count read directly is behind by them.",
+            variable,
+            GucContext::Suset,
+            GucFlags::default(),
+        )
+    });
+    FOLD_IN_BACKGROUND.define(|name, variable| {
+        GucRegistry::define_bool_guc(
+            name,
+            c"Whether spills start a background worker that folds chom.tenant_deltas into tenants.",
+            c"Off: the deltas wait for chom_fold_deltas(); reads through chom stay exact.",
+            variable,
+            GucContext::Suset,
             GucFlags::default(),
         )
     });

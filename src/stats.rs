@@ -45,15 +45,19 @@ fn recount_as_owner(target: &Target, ids: &[Uuid]) -> i64 {
         });
         return rewritten;
     }
+    // the gates first: no spill of these tenants is in flight while their deltas are replaced by the recount
+    crate::deltas::close_gates(ids.iter().map(Uuid::as_bytes));
     Spi::connect_mut(|client| {
         crate::plans::execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
-        let result = crate::plans::execute(
+        let rewritten = crate::plans::execute(
             client,
             &queries::sql(target, Query::RecountTenants),
             &[UUID_ARRAY],
             &[ids_datum(ids)],
-        );
-        result.len() as i64
+        )
+        .len() as i64;
+        crate::deltas::forget(client, target, Some(ids.to_vec()));
+        rewritten
     })
 }
 
