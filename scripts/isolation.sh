@@ -42,6 +42,9 @@ SCHEMA=$ROOT/tests/fixtures/chom_schema.sql
 # each release installs its own library, chom-<version>.so (see docs/install-and-upgrade.md, Upgrading)
 LIBRARY=chom-$(awk -F'"' '/^version *=/ { print $2; exit }' "$ROOT/Cargo.toml").so
 TEST_USER=${CHOM_TEST_USER:-chomtest}
+# The specs check the lock orders of chom's locked path: the busy-tenant spill (src/deltas.rs) is off unless a spec's
+# sessions turn it on (busy_tenant_spill.spec), and no fold worker runs behind a spec's back
+SPEC_SETTINGS="-c chom.busy_tenant_spill=off -c chom.fold_in_background=off"
 SPEC_TIMEOUT=${CHOM_ISOLATION_TIMEOUT:-600}   # seconds per spec: a permutation stuck on a lock fails, not hangs
 
 mapfile -t SPECS < <(sed -n 's/^test:[[:space:]]*//p' "$ISO/isolation_schedule" | tr ' ' '\n' | sed '/^$/d')
@@ -115,7 +118,7 @@ run_build() {
   as_server_user "$bindir/initdb" -D "$SERVER_DIR/data" -A trust -U postgres --no-sync -E UTF8 --locale=C \
     >"$out/initdb.log" 2>&1 || { cat "$out/initdb.log"; return 1; }
   as_server_user "$bindir/pg_ctl" -D "$SERVER_DIR/data" -l "$SERVER_DIR/log" -w \
-    -o "-p $port -k $SERVER_DIR -c listen_addresses='' -c fsync=off -c max_connections=50" start \
+    -o "-p $port -k $SERVER_DIR -c listen_addresses='' -c fsync=off -c max_connections=50 -c max_prepared_transactions=10 $SPEC_SETTINGS" start \
     >"$out/pg_ctl.log" 2>&1 || { cat "$out/pg_ctl.log" "$SERVER_DIR/log" 2>/dev/null; return 1; }
 
   export PGHOST=$SERVER_DIR PGPORT=$port PGUSER=postgres

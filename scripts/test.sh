@@ -126,7 +126,7 @@ for v in $versions; do
     || { cat "/tmp/chom-install-pg$v.log"; exit 1; }
   leg="Postgres $v: integration tests"
   echo "=== Postgres $v: integration tests"
-  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel --test monitoring --test security -- --test-threads 2 \
+  CHOM_PG_CONFIG="$pg_config" cargo test --features integration --test integration --test transactions --test quota --test laravel --test monitoring --test security --test busy_tenant -- --test-threads 2 \
     2>&1 | tee "/tmp/chom-test-integration-pg$v.log"
   add_version "$v" "$(cargo_passed "/tmp/chom-test-integration-pg$v.log")" "integration tests"
   leg="Postgres $v: isolation specs"

@@ -510,13 +510,20 @@ fn prepared_transactions_survive_a_crash_and_commit_or_roll_back_exact() {
     server.crash_and_restart();
     let mut db = server.connect("app");
     assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM pg_prepared_xacts"), 2, "both survive the crash");
-    // the prepared transaction holds tenant3's row: another writer of tenant3 waits for it at its commit
+    // the prepared transaction holds tenant3's row: another writer of tenant3 waits for it at its commit when the
+    // busy-tenant spill is off, and spills its change without waiting when it is on (the default)
     let refused = db.batch_execute(
-        "SET lock_timeout = '300ms'; \
+        "SET chom.busy_tenant_spill = off; SET lock_timeout = '300ms'; \
          INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), md5('tenant3')::uuid, 'waits.test')",
     );
     let code = refused.err().and_then(|e| e.code().cloned());
     assert_eq!(code, Some(postgres::error::SqlState::LOCK_NOT_AVAILABLE), "a writer of a prepared tenant waits");
+    db.batch_execute(
+        "RESET chom.busy_tenant_spill; \
+         INSERT INTO sites (id, tenant_id, domain) VALUES (gen_random_uuid(), md5('tenant3')::uuid, 'spills.test')",
+    )
+    .expect("with the spill on, a writer of a prepared tenant commits without waiting");
+    assert_eq!(scalar_i64(&mut db, "SELECT count(*) FROM sites WHERE domain = 'spills.test'"), 1);
     for statement in ["RESET lock_timeout", "COMMIT PREPARED 'kept'", "ROLLBACK PREPARED 'dropped'"] {
         db.batch_execute(statement).unwrap();
     }

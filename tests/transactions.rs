@@ -206,13 +206,14 @@ fn a_failure_at_commit_rolls_the_whole_transaction_back() {
     let server = Server::start();
     let mut db = installed_app(&server);
     let sites_before = scalar_i64(&mut db, "SELECT count(*) FROM sites");
-    // another session updates tenant 4's row and keeps it: the commit cannot get its lock within lock_timeout
+    // another session updates tenant 4's row and keeps it: with the busy-tenant spill off (on, the commit would
+    // spill its change instead of waiting: tests/busy_tenant.rs), the commit cannot get its lock within lock_timeout
     let mut holder = server.connect("app");
     holder
         .batch_execute("BEGIN; UPDATE tenants SET name = name || ' (renamed)' WHERE id = md5('tenant4')::uuid")
         .unwrap();
     let mut writer = server.connect("app");
-    writer.batch_execute("SET lock_timeout = '200ms'; BEGIN").unwrap();
+    writer.batch_execute("SET chom.busy_tenant_spill = off; SET lock_timeout = '200ms'; BEGIN").unwrap();
     writer
         .batch_execute("INSERT INTO sites (id, tenant_id, vps_id, domain) VALUES (gen_random_uuid(), md5('tenant4')::uuid, md5('vps1')::uuid, 'late.test')")
         .expect("no tenant lock is taken before commit");

@@ -1,13 +1,16 @@
 -- Helpers for the isolation specs, loaded by scripts/isolation.sh into chom_template after CREATE EXTENSION chom
 -- and tests/fixtures/recount.sql (the independent recount all tests share: recount_tenants, recount_vps).
 
--- Per tenant: the cached aggregates and whether they equal a recount of the tenant's live sites.
+-- Per tenant: the stored aggregates (the cached columns plus the unfolded deltas of busy_tenant_spill.spec) and
+-- whether they equal a recount of the tenant's live sites.
 CREATE VIEW iso_tenants AS
 SELECT t.slug,
-       t.cached_sites_count AS sites,
-       t.cached_storage_mb  AS storage_mb,
-       (t.cached_sites_count, t.cached_storage_mb) IS NOT DISTINCT FROM (r.sites, r.storage_mb) AS exact
+       t.cached_sites_count + u.sites AS sites,
+       t.cached_storage_mb + u.storage_mb AS storage_mb,
+       (t.cached_sites_count + u.sites, t.cached_storage_mb + u.storage_mb) IS NOT DISTINCT FROM (r.sites, r.storage_mb) AS exact
   FROM tenants t
+  CROSS JOIN LATERAL (SELECT coalesce(sum(d.sites), 0) AS sites, coalesce(sum(d.storage_mb), 0) AS storage_mb
+                        FROM chom.tenant_deltas d WHERE d.tenant_id = t.id) u
   JOIN recount_tenants r ON r.tenant_id = t.id;
 
 -- Per VPS: chom's maintained live-site count and whether it equals a recount.
