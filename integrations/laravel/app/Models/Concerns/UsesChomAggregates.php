@@ -17,7 +17,8 @@ use LogicException;
  * Counts are of live sites (deleted_at IS NULL), as Tenant::sites() counts them (Site uses SoftDeletes).
  *
  * Inside a transaction the reads include the transaction's own writes (chom's pending changes); the raw
- * columns ($tenant->cached_sites_count) show what is committed. Use the methods, not the columns.
+ * columns ($tenant->cached_sites_count) show what is committed and folded: a busy tenant's may be behind by the
+ * changes its concurrent commits spilled (docs/busy-tenant.md). Use the methods, not the columns.
  *
  * On a connection other than pgsql (SQLite test suites, where the install migration skips itself) the same
  * methods count the sites live.
