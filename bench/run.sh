@@ -236,9 +236,31 @@ single_row_tests() { # <config> <rep>
     bench write "$1" "single-row mix" "$c" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
       -f "$P/w_insert.sql@5" -f "$P/w_update.sql@4" -f "$P/w_softdelete.sql@1"
   done
-  for c in 1 4; do
+  for c in 1 4 16; do
     bench write "$1" "insert, biggest tenant" "$c" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
   done
+}
+busy_tenant_tests() { # <rep>: chom on (issue 23): the busy tenant with the quota on (far from its limit), then
+  # 16 writers of the biggest tenant with chom_tenant_stats() and a PK read of it timed beside them, and the lag
+  # of tenants.cached_sites_count (the oldest unfolded delta) sampled meanwhile
+  local c tier lag
+  tier=$(val "SELECT tier FROM tenants WHERE id = md5('tenant1')::uuid")
+  db -c "CREATE TABLE IF NOT EXISTS bench_tier_orig AS SELECT * FROM tier_limits" \
+     -c "UPDATE tier_limits SET max_sites = $BIG_LIVE + 1000000 WHERE tier = '$tier'" \
+     -c "ALTER DATABASE chom_bench SET chom.site_quota = on"
+  for c in 4 16; do
+    bench write chom-quota "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
+  done
+  db -c "ALTER DATABASE chom_bench RESET chom.site_quota" \
+     -c "UPDATE tier_limits l SET max_sites = o.max_sites FROM bench_tier_orig o WHERE o.tier = l.tier"
+  bench busy chom "insert, biggest tenant" 16 "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql" &
+  bench busy chom "tenant stats, biggest, beside 16 writers" 1 "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/stats_chom.sql" &
+  bench busy chom "pk read, biggest, beside 16 writers" 1 "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/pk_read.sql" &
+  lag=$(db -At -v secs="$WRITE_T" -f "$HERE/sql/delta_lag.sql" | sed -n 's/^LAG //p')
+  wait
+  read -r -a lag <<<"$lag"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' lag chom "oldest unfolded delta, 16 writers" 16 "$1" "${lag[0]}" "${lag[1]}" >>"$RES"
+  say "    lag of tenants.cached_sites_count beside 16 writers: oldest unfolded delta p50 ${lag[0]} ms, p99 ${lag[1]} ms, at most ${lag[2]} deltas"
 }
 floor_tests() { # <rep>: the single-row mix with chom's triggers off and its maintenance written by hand in the
   # same statement (bench/pgbench/floor_*.sql): what exact per-commit aggregates cost at the least
@@ -270,7 +292,7 @@ paired_single_row() {
     # the floor keeps the aggregates itself; the restore, with chom's triggers on, undoes both exactly
     floor_tests "$rep"; chom_triggers enable; restore_writes
     check_drift "floor (maintenance written by hand), after its run $rep and the restore"
-    single_row_tests chom "$rep"; tx_tests chom "$rep"
+    single_row_tests chom "$rep"; tx_tests chom "$rep"; busy_tenant_tests "$rep"
     check_drift "chom, after pgbench writes of run $rep"
     restore_writes
   done
