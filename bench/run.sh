@@ -14,6 +14,8 @@
 # Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --bulk-runs R (default 5)
 #          --port P  --keep (leave the data dir)
 #          --no-build  --reads-only (skip the write phase)  --no-shapes (skip the seed-index query shapes)
+#          --busy-only (the busy tenant alone: inserts into the biggest tenant, none / chom / quota on, its stats
+#          read and the lag beside 16 writers; about 12 minutes at 1M)
 #          --sync-commit off (default on: Postgres' default durability)  --out DIR
 set -euo pipefail
 
@@ -22,7 +24,7 @@ REPO=$(dirname "$HERE")
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 RUN_AS=${CHOM_TEST_USER:-chomtest}
 ARGS="$*"
-SITES=1000000 RUNS=3 BULK_RUNS="" READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out BUILD=1 READS_ONLY=0 SHAPES=1
+SITES=1000000 RUNS=3 BULK_RUNS="" READ_T="" WRITE_T="" BULK="" PORT=5544 KEEP=0 QUICK=0 SYNC=on OUT=$HERE/out BUILD=1 READS_ONLY=0 BUSY_ONLY=0 SHAPES=1
 
 while (($#)); do
   case $1 in
@@ -38,9 +40,10 @@ while (($#)); do
     --keep) KEEP=1 ;;
     --no-build) BUILD=0 ;;
     --reads-only) READS_ONLY=1 ;;
+    --busy-only) BUSY_ONLY=1 ;;
     --no-shapes) SHAPES=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -150,6 +153,7 @@ SHAPES_LIST=(
   "sites: vps+status"            shape_sites_vps_status
 )
 read_phase() { # <config>
+  ((BUSY_ONLY)) && return 0
   local config=$1 stats=$P/stats_live.sql pick=$P/pick_vps_seed.sql rep i
   if [ "$config" = chom ]; then stats=$P/stats_chom.sql pick=$P/pick_vps_chom.sql; fi
   for ((rep = 1; rep <= RUNS; rep++)); do
@@ -230,15 +234,19 @@ restore_writes() { # put the data back as it was, with whatever triggers are on
   db -v pool="$POOL" -f "$HERE/sql/restore_writes.sql"
   db -c "VACUUM ANALYZE sites, tenants"
 }
+insert_biggest_tests() { # <config> <rep>
+  local c
+  for c in 1 4 16; do
+    bench write "$1" "insert, biggest tenant" "$c" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
+  done
+}
 single_row_tests() { # <config> <rep>
   local c
   for c in 1 4; do
     bench write "$1" "single-row mix" "$c" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
       -f "$P/w_insert.sql@5" -f "$P/w_update.sql@4" -f "$P/w_softdelete.sql@1"
   done
-  for c in 1 4 16; do
-    bench write "$1" "insert, biggest tenant" "$c" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
-  done
+  insert_biggest_tests "$1" "$2"
 }
 busy_tenant_tests() { # <rep>: chom on (issue 23): the busy tenant with the quota on (far from its limit), then
   # 16 writers of the biggest tenant with chom_tenant_stats() and a PK read of it timed beside them, and the lag
@@ -287,6 +295,13 @@ chom_triggers() { db -c "ALTER TABLE sites ${1^^} TRIGGER USER"; }
 paired_single_row() {
   local rep
   db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
+  if ((BUSY_ONLY)); then
+    for ((rep = 1; rep <= RUNS; rep++)); do
+      chom_triggers disable; insert_biggest_tests none "$rep"; restore_writes
+      chom_triggers enable; insert_biggest_tests chom "$rep"; busy_tenant_tests "$rep"; restore_writes
+    done
+    return
+  fi
   for ((rep = 1; rep <= RUNS; rep++)); do
     chom_triggers disable; single_row_tests none "$rep"; tx_tests none "$rep"; restore_writes
     # the floor keeps the aggregates itself; the restore, with chom's triggers on, undoes both exactly
@@ -305,6 +320,7 @@ paired_bulk() { # <none label> <chom label>: the bulk insert without and with ch
   done
 }
 
+if ! ((BUSY_ONLY)); then
 say "writes: seed (recount row trigger, bench/sql/seed_recount_on.sql; chom uninstalled)"
 db -c "SELECT * FROM chom_uninstall()" >/dev/null
 db -f "$HERE/sql/seed_recount_on.sql"
@@ -318,11 +334,13 @@ for ((rep = 1; rep <= RUNS; rep++)); do
   db -c "ALTER TABLE sites ENABLE TRIGGER bench_seed_recount"
 done
 db -f "$HERE/sql/seed_recount_off.sql"
+fi
 say "writes: none / chom in turn (chom_install(); none = chom's sites triggers disabled)"
 db -c "SELECT * FROM chom_install()" >/dev/null
 check_drift "chom, after chom_install()"
 paired_single_row
 check_drift "chom, after the restores (DELETE + UPDATE ... FROM, statement triggers)"
+if ! ((BUSY_ONLY)); then
 say "writes: bulk insert, none / chom in turn, tenants freshly packed at chom's fillfactor (VACUUM FULL)"
 db -c "VACUUM FULL tenants" -c "ANALYZE tenants"
 paired_bulk none chom
@@ -333,6 +351,7 @@ PGOPTIONS="-c chom.tenants_fillfactor=100" db -c "SELECT * FROM chom_install()" 
 db -c "VACUUM FULL tenants" -c "ANALYZE tenants"
 paired_bulk none-ff100 chom-ff100
 db -c "SELECT * FROM chom_uninstall()" -c "SELECT * FROM chom_install()" >/dev/null
+fi
 check_drift "chom, at the end"
 SITES_NOW=$(val "SELECT count(*) FROM sites")
 fi

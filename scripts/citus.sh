@@ -527,6 +527,8 @@ chom_check_exact() { # label: every aggregate chom keeps equals a recount, answe
     "SELECT chom_pick_vps() = ($INDEPENDENT_PICK)" "t"
   check "$1: chom_status() all installed" \
     "SELECT count(*) FROM chom_status() WHERE state NOT IN ('installed', 'reused')" "0"
+  check "$1: no busy-tenant spill on Citus (chom.tenant_deltas empty on the coordinator)" \
+    "SELECT count(*) FROM chom.tenant_deltas" "0"
 }
 
 # drift made behind chom's back (triggers bypassed on one shard), found and repaired from the coordinator

@@ -191,13 +191,16 @@ SELECT target AS "target: chom against",
        baseline, measured AS chom, fx(ratio) AS ratio,
        CASE WHEN result = '1M only' THEN '(1M) ' || goal ELSE goal END AS goal,
        CASE WHEN result = '1M only' THEN 'at 1M' ELSE result END AS "verdict here"
-  FROM targets WHERE result IN ('PASS', 'MISS', '1M only') ORDER BY result = '1M only' DESC, ord;
+  FROM targets
+ WHERE result IN ('PASS', 'MISS', '1M only')
+   -- the busy tenant's inserts with 4 and 16 clients say more than one client's, and the screen has 60 lines
+   AND target NOT LIKE 'insert, biggest tenant, 1 client:%'
+ ORDER BY result = '1M only' DESC, ord;
 SQL
     printf '%s\n' \
-      "at 1M: the baseline grows with the data (live COUNT/SUM, withCount('sites'), the seed's recount of the biggest" \
-      "  tenant), so these goals are set for $(commas "$full") sites and judged by the full run (BENCHMARKS.md); here only the ratio." \
-      "PASS / MISS: targets that do not depend on the data's size, judged at this scale (the 1M run judges them again:" \
-      "  BENCHMARKS.md). 'no trigger' keeps no aggregates at all; the floor keeps them by hand in each statement."
+      "at 1M: the baseline grows with the data (live COUNT/SUM, withCount, the seed's recount), so these goals are set for" \
+      "  $(commas "$full") sites and judged by the full run (BENCHMARKS.md). PASS / MISS: the other targets, judged at this scale." \
+      "  'no trigger' keeps no aggregates at all; the floor keeps them by hand in each statement."
   fi
   echo "report: ${report:-(none written)}; every pgbench run: $bench_log"
 fi

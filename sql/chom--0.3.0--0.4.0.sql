@@ -122,7 +122,7 @@ CREATE TABLE chom.tenant_deltas (
     sites      integer NOT NULL,
     storage_mb bigint NOT NULL,
     spilled_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX tenant_deltas_tenant ON chom.tenant_deltas (tenant_id);
 SELECT pg_catalog.pg_extension_config_dump('chom.tenant_deltas', '');
 GRANT SELECT ON chom.tenant_deltas TO PUBLIC;

@@ -483,6 +483,11 @@ UPDATE {tenants} t
  WHERE t.{tenants.id} = $1
 RETURNING t.{tenants.id}
 
+-- name: unfolded.citus
+-- No busy-tenant deltas on Citus (src/deltas.rs: changes are applied during the statement there): nothing to add,
+-- and no join of a distributed table with chom's local one.
+SELECT 0::bigint AS sites, 0::numeric AS storage_mb
+
 -- name: zero_tenants.citus
 -- TRUNCATE sites through the coordinator: a multi-shard UPDATE (each shard locks its own rows).
 UPDATE {tenants} t SET {tenants.cached_sites_count} = 0, {tenants.cached_storage_mb} = 0

@@ -57,12 +57,14 @@ SELECT pg_catalog.pg_extension_config_dump('chom.vps_load', '');
 -- that row lock). Insert-only for writers, so they share no lock; chom's fold worker adds them to tenants and
 -- deletes them, and chom's reads (chom_tenant_stats(), chom_tenant_quota(), drift, repair) add the rows not yet
 -- folded, so that every read through chom stays exact. A site and its delta commit together. See docs/busy-tenant.md.
+-- A queue: rows come and go by the thousand a second for a busy tenant, so autovacuum takes its dead rows after
+-- every thousand, unthrottled, whatever the table's size (the reads of a tenant's deltas scan their index).
 CREATE TABLE chom.tenant_deltas (
     tenant_id  uuid NOT NULL,
     sites      integer NOT NULL,
     storage_mb bigint NOT NULL,
     spilled_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX tenant_deltas_tenant ON chom.tenant_deltas (tenant_id);
 -- dumped with the database: a restored database's tenants plus its deltas are exact, as they were
 SELECT pg_catalog.pg_extension_config_dump('chom.tenant_deltas', '');

@@ -132,7 +132,7 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
     let inlined = [Query::RecountTenants, Query::LiveSites, Query::VpsRows, Query::SettledVps, Query::Unfolded]
         .iter()
         .fold(block(target, query).to_string(), |sql, inlined| {
-            sql.replace(&format!("{{{}}}", inlined.name()), &blocks()[inlined.name()])
+            sql.replace(&format!("{{{}}}", inlined.name()), block(target, *inlined))
         });
     let rendered: Rc<str> = target.render(&inlined).into();
     RENDERED.with(|cache| {

@@ -5,6 +5,9 @@
 CREATE TEMP TABLE lag_samples (age_ms double precision, depth bigint);
 -- psql does not interpolate inside the DO block's body: the duration goes through a setting of the session
 SELECT set_config('chom_bench.lag_secs', :'secs', false);
+-- one transaction per sample (COMMIT in the loop): a sampler holding one snapshot for the whole run would keep
+-- every folded delta's dead row and index entry visible to it, slowing the writers, the fold and the reads it
+-- samples beside
 DO $$
 DECLARE
     until timestamptz := clock_timestamp() + make_interval(secs => current_setting('chom_bench.lag_secs')::double precision);
@@ -13,6 +16,7 @@ BEGIN
         INSERT INTO lag_samples
         SELECT coalesce(extract(epoch FROM clock_timestamp() - min(spilled_at)) * 1000, 0), count(*)
           FROM chom.tenant_deltas;
+        COMMIT;
         PERFORM pg_sleep(0.02);
     END LOOP;
 END
