@@ -15,7 +15,7 @@ use crate::errors::raise;
 use crate::identity::{run_as, Principal};
 use crate::pending::{self, Changes, UuidBytes};
 use crate::plans::execute;
-use crate::plans::types::{INT4, INT4_ARRAY, INT8, INT8_ARRAY, TID_ARRAY, UUID, UUID_ARRAY};
+use crate::plans::types::{INT4, INT4_ARRAY, INT8, UUID, UUID_ARRAY};
 use crate::queries::{self, Query};
 use crate::target::Target;
 use pgrx::datum::DatumWithOid;
@@ -330,46 +330,13 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
     if ids.is_empty() {
         return checked;
     }
-    let locked = lock_tenants(client, target, Query::LockTenants, ids.into_iter());
-    apply_locked(client, target, &changed, &locked);
+    let locked = deltas::lock_tenants(client, target, Query::LockTenants, ids.into_iter());
+    deltas::apply_locked(client, target, &changed, &locked);
     if !recounts.is_empty() {
         run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
         deltas::forget(client, target, Some(recounts.iter().map(|id| Uuid::from_bytes(*id)).collect()));
     }
     checked
-}
-
-/// Locks the tenant rows of `ids` in id order with `lock` (waiting, or skipping rows others hold); returns the
-/// ctid of each row locked.
-fn lock_tenants(
-    client: &mut SpiClient<'_>,
-    target: &Target,
-    lock: Query,
-    ids: impl Iterator<Item = UuidBytes>,
-) -> BTreeMap<UuidBytes, pg_sys::ItemPointerData> {
-    run(client, target, lock, &[UUID_ARRAY], &[uuid_array(ids)])
-        .map(|row| (*db::required::<Uuid>(&row, 1).as_bytes(), db::required::<pg_sys::ItemPointerData>(&row, 2)))
-        .collect()
-}
-
-/// Adds each tenant's change to its locked row, reached by ctid.
-fn apply_locked(
-    client: &mut SpiClient<'_>,
-    target: &Target,
-    changed: &BTreeMap<UuidBytes, (i32, i64)>,
-    locked: &BTreeMap<UuidBytes, pg_sys::ItemPointerData>,
-) {
-    let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
-        changed.iter().filter_map(|(id, change)| Some((*locked.get(id)?, *change))).unzip();
-    if !ctids.is_empty() {
-        let (sites, storage): (Vec<i32>, Vec<i64>) = changes.into_iter().unzip();
-        execute(
-            client,
-            &queries::sql(target, Query::ApplyLockedTenantDeltas),
-            &[TID_ARRAY, INT4_ARRAY, INT8_ARRAY],
-            &[ctids.into(), sites.into(), storage.into()],
-        );
-    }
 }
 
 /// The tenants of `ids` that have a row (a change of a tenant without one is dropped, never spilled).
@@ -427,8 +394,8 @@ fn apply_or_spill_many(client: &mut SpiClient<'_>, target: &Target, changed: &BT
         }
         opened.push(*id);
     }
-    let locked = lock_tenants(client, target, Query::TryLockTenants, changed.keys().copied());
-    apply_locked(client, target, changed, &locked);
+    let locked = deltas::lock_tenants(client, target, Query::TryLockTenants, changed.keys().copied());
+    deltas::apply_locked(client, target, changed, &locked);
     let held = changed.keys().filter(|id| !locked.contains_key(*id)).copied();
     let spilled: Vec<(UuidBytes, (i32, i64))> =
         existing(client, target, held).into_iter().filter_map(|id| Some((id, *changed.get(&id)?))).collect();

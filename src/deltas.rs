@@ -194,31 +194,34 @@ pub fn forget(client: &mut SpiClient<'_>, target: &Target, tenants: Option<Vec<U
     }
 }
 
-/// Folds the deltas of `tenants` into their rows: locks the rows in id order (waiting: the fold is off every
-/// writer's path, and writers that find a row held spill), takes the deltas, adds them. Runs as the tables'
-/// owner, taking chom's own rows as chom. Returns how many tenants had deltas.
-fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>) -> usize {
-    let locked: BTreeMap<UuidBytes, pg_sys::ItemPointerData> =
-        execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[tenants.clone().into()])
-            .map(|row| {
-                (
-                    *crate::db::required::<Uuid>(&row, 1).as_bytes(),
-                    crate::db::required::<pg_sys::ItemPointerData>(&row, 2),
-                )
-            })
-            .collect();
-    // the deltas of a tenant without a row (deleted since) are taken and dropped, as its change would be
-    let taken = take(client, target, Some(tenants));
-    let mut ctids = Vec::new();
-    let mut sites = Vec::new();
-    let mut storage = Vec::new();
-    for (id, (site_change, storage_change)) in &taken {
-        let Some(ctid) = locked.get(id) else { continue };
-        ctids.push(*ctid);
-        sites.push(i32::try_from(*site_change).unwrap_or_else(|_| out_of_range()));
-        storage.push(*storage_change);
-    }
+/// Locks the tenant rows of `ids` in id order with `lock` (`LockTenants`, waiting, or `TryLockTenants`, skipping
+/// the rows others hold); returns the ctid of each row locked. Shared by the commit step and the fold.
+pub(crate) fn lock_tenants(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    lock: Query,
+    ids: impl Iterator<Item = UuidBytes>,
+) -> BTreeMap<UuidBytes, pg_sys::ItemPointerData> {
+    let ids: Vec<Uuid> = ids.map(Uuid::from_bytes).collect();
+    execute(client, &queries::sql(target, lock), &[UUID_ARRAY], &[ids.into()])
+        .map(|row| {
+            (*crate::db::required::<Uuid>(&row, 1).as_bytes(), crate::db::required::<pg_sys::ItemPointerData>(&row, 2))
+        })
+        .collect()
+}
+
+/// Adds each tenant's change to its row locked by [`lock_tenants`], reached by ctid; tenants without a locked
+/// row are left out. Shared by the commit step and the fold.
+pub(crate) fn apply_locked(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    changed: &BTreeMap<UuidBytes, (i32, i64)>,
+    locked: &BTreeMap<UuidBytes, pg_sys::ItemPointerData>,
+) {
+    let (ctids, changes): (Vec<pg_sys::ItemPointerData>, Vec<(i32, i64)>) =
+        changed.iter().filter_map(|(id, change)| Some((*locked.get(id)?, *change))).unzip();
     if !ctids.is_empty() {
+        let (sites, storage): (Vec<i32>, Vec<i64>) = changes.into_iter().unzip();
         execute(
             client,
             &queries::sql(target, Query::ApplyLockedTenantDeltas),
@@ -226,6 +229,21 @@ fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>) -> usiz
             &[ctids.into(), sites.into(), storage.into()],
         );
     }
+}
+
+/// Folds the deltas of `tenants` into their rows: locks the rows in id order (waiting: the fold is off every
+/// writer's path, and writers that find a row held spill), takes the deltas, adds them. Runs as the tables'
+/// owner, taking chom's own rows as chom. Returns how many tenants had deltas.
+fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>) -> usize {
+    let locked = lock_tenants(client, target, Query::LockTenants, tenants.iter().map(|id| *id.as_bytes()));
+    // the deltas of a tenant without a row (deleted since) are taken and dropped, as its change would be
+    let taken = take(client, target, Some(tenants));
+    let folded: BTreeMap<UuidBytes, (i32, i64)> = taken
+        .iter()
+        .filter(|(id, _)| locked.contains_key(*id))
+        .map(|(id, (sites, storage))| (*id, (i32::try_from(*sites).unwrap_or_else(|_| out_of_range()), *storage)))
+        .collect();
+    apply_locked(client, target, &folded, &locked);
     taken.len()
 }
 
