@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint: cargo fmt --check, shellcheck over the tracked shell scripts, every script's --help (tests/scripts/help.sh),
-# every relative link of the Markdown files (tests/scripts/links.sh), cargo clippy -D warnings on each Postgres build that is set up. One line per check; stops at the first failure with the tool's output. See --help.
+# every relative link of the Markdown files (tests/scripts/links.sh), the layering of src/ (tests/scripts/layers.sh), cargo clippy -D warnings on each Postgres build that is set up. One line per check; stops at the first failure with the tool's output. See --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,10 @@ Runs from the repository root, one line per check, stopping at the first failure
   3. tests/scripts/help.sh: every script's --help exits 0 and says what it does, an unknown option exits 2,
      and neither installs or starts anything (about 10 seconds)
   4. tests/scripts/links.sh: every relative link (and anchor) of every *.md resolves (about a second)
-  5. cargo clippy --all-targets -- -D warnings, when cargo-pgrx and $PGRX_CONFIG are present:
+  5. tests/scripts/layers.sh: scripts/layers.py passes on src/ (every file imports only files declared before
+     it: planes bottom-up in src/lib.rs, files bottom-up in each plane's mod.rs) and catches an upward import,
+     a circle and a file outside the planes in copies of src/ (under a second)
+  6. cargo clippy --all-targets -- -D warnings, when cargo-pgrx and $PGRX_CONFIG are present:
      - Postgres 15: --features "pg15 integration" (needs $PG15_PG_CONFIG)
      - every other major with a pg_config listed in $PG_CONFIGS:
        --no-default-features --features "pgNN integration"
@@ -64,7 +67,11 @@ echo "lint: --help ok (exit 0, unknown options refused, nothing installed or sta
 check "dead links (tests/scripts/links.sh)" bash tests/scripts/links.sh
 echo "lint: links ok (every relative link and anchor of the Markdown files resolves)"
 
-# 5. clippy, per Postgres major that is set up
+# 5. the layering of src/: planes bottom-up, no import upwards, no circle (and the check's own test)
+check "layers (tests/scripts/layers.sh)" bash tests/scripts/layers.sh
+echo "lint: layers ok ($(python3 scripts/layers.py | sed 's/^layers: ok, //'))"
+
+# 6. clippy, per Postgres major that is set up
 if ! cargo pgrx --version >/dev/null 2>&1; then
   not_set_up="no cargo-pgrx"
 elif [ ! -f "$PGRX_CONFIG" ]; then
