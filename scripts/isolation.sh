@@ -42,7 +42,7 @@ SCHEMA=$ROOT/tests/fixtures/chom_schema.sql
 # each release installs its own library, chom-<version>.so (see docs/install-and-upgrade.md, Upgrading)
 LIBRARY=chom-$(awk -F'"' '/^version *=/ { print $2; exit }' "$ROOT/Cargo.toml").so
 TEST_USER=${CHOM_TEST_USER:-chomtest}
-# The specs check the lock orders of chom's locked path: the busy-tenant spill (src/deltas.rs) is off unless a spec's
+# The specs check the lock orders of chom's locked path: the busy-tenant spill (src/maintain/deltas.rs) is off unless a spec's
 # sessions turn it on (busy_tenant_spill.spec), and no fold worker runs behind a spec's back
 SPEC_SETTINGS="-c chom.busy_tenant_spill=off -c chom.fold_in_background=off"
 SPEC_TIMEOUT=${CHOM_ISOLATION_TIMEOUT:-600}   # seconds per spec: a permutation stuck on a lock fails, not hangs

@@ -114,7 +114,7 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c
 AS 'chom-@CARGO_VERSION@', 'chom_metrics_wrapper';
 
--- The busy tenant (src/deltas.rs): changes that a commit could not apply to a tenant's row held by another
+-- The busy tenant (src/maintain/deltas.rs): changes that a commit could not apply to a tenant's row held by another
 -- commit, kept as insert-only rows and folded into tenants by a background worker, and the function that folds
 -- on demand. As sql/schema.sql and sql/finalize.sql create them.
 CREATE TABLE chom.tenant_deltas (

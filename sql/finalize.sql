@@ -15,7 +15,7 @@ REVOKE ALL ON PROCEDURE chom_refresh_all_batched(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) FROM PUBLIC;
 -- Every function of chom's resolves names in pg_catalog only, whoever calls it with whatever search_path: a
 -- function or operator that another role put in a schema of the caller's path is never chom's. (Rows of CHOM's
--- tables are written as their owner, inside a security-restricted operation: src/identity.rs.)
+-- tables are written as their owner, inside a security-restricted operation: src/schema/identity.rs.)
 ALTER FUNCTION chom_install() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_uninstall() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_index_ddl(boolean) SET search_path = pg_catalog, pg_temp;
@@ -56,7 +56,7 @@ ALTER FUNCTION chom_vps_registry() SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION chom_sites_aggregates(), chom_vps_registry() FROM PUBLIC;
 
 -- chom applies each transaction's changes at commit from its library's own transaction callback, as the
--- tables' owner and as chom (src/identity.rs). chom_apply_pending() is only what chom 0.3.0's library looks up at
+-- tables' owner and as chom (src/schema/identity.rs). chom_apply_pending() is only what chom 0.3.0's library looks up at
 -- commit: it applies nothing and refuses every call (42501), so such a transaction rolls back whole.
 REVOKE ALL ON FUNCTION chom_apply_pending() FROM PUBLIC;
 

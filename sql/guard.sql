@@ -6,7 +6,7 @@
 --   so that chom_pick_vps() never answers a VPS that no longer exists.
 -- chom_ddl_command_end (ddl_command_end, ALTER TABLE): a renamed column chom uses is followed (chom's triggers
 --   carry the new name); a type change chom cannot work with, or a renamed table chom needs, is refused (42P16).
--- The checks themselves are chom.guard_*() (src/guard.rs), which know what chom needs.
+-- The checks themselves are chom.guard_*() (src/control/guard.rs), which know what chom needs.
 
 CREATE FUNCTION chom.on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp

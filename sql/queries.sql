@@ -1,16 +1,23 @@
--- The statements chom runs against CHOM's tables, one per "-- name:" block, loaded by src/queries.rs.
+-- The statements chom runs against CHOM's tables, one per "-- name:" block, loaded by src/schema/queries.rs,
+-- and the rules several of them share, one per "-- fragment:" block.
 -- Placeholders, replaced with quoted names when chom runs them: {tenants}, {sites}, {vps_servers} (CHOM's
 -- tables in the schema chom was installed on), {tenants.cached_at} and the like (the columns chom uses, under
 -- their current names: chom follows the application's renames), {chom} (chom's own schema), {live_sites} (the
--- block of that name, inlined), {vps_rows}, {recount_tenants} and {unfolded} (likewise). Each block has a variant
--- of queries::Query.
+-- block of that name, inlined), {vps_rows}, {recount_tenants}, {settled_vps} and {unfolded} (likewise), and
+-- {eligible} (the fragment of that name). Each "-- name:" block has a variant of queries::Query; a placeholder
+-- left after rendering is an error.
 -- A tenant's stored aggregates are its cached columns plus its rows of chom.tenant_deltas not yet folded
--- ({unfolded}, src/deltas.rs): every read below adds them.
+-- ({unfolded}, src/maintain/deltas.rs): every read below adds them.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.
--- The read queries lay the calling transaction's pending changes (src/pending.rs) over the stored values, so
+-- The read queries lay the calling transaction's pending changes (src/maintain/pending.rs) over the stored values, so
 -- that a transaction sees its own writes: pending ids with their changes as parallel arrays, a boolean for
 -- "the stored counts restart from zero at commit" (sites or vps_servers truncated in this transaction), and
 -- the ids recounted at commit, whose value is a recount.
+
+-- fragment: eligible
+-- chom_pick_vps()'s eligibility rule for a VPS v of {vps_servers}, $1 the healthy states (chom.eligible_health):
+-- active, shared and healthy. chom.vps_load_pick's predicate and src/api/placement.rs's walk apply the same rule.
+v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
 
 -- name: live_sites
 -- Live sites and storage per tenant, for the tenants in $1 (every tenant when $1 is NULL).
@@ -61,7 +68,7 @@ SELECT c.id, c.sites_count::integer, coalesce(l.sites_count, 0)::bigint,
  ORDER BY c.id
 
 -- name: lock_tenants
--- Row locks on tenants, always taken in id order (the commit's lock order, see src/aggregates.rs).
+-- Row locks on tenants, always taken in id order (the commit's lock order, see src/maintain/commit.rs).
 -- Returns the ctid of each locked row version (the latest one: a row updated concurrently is followed to its
 -- new version before it is locked), which nobody else can change until the transaction ends.
 SELECT t.{tenants.id}, t.ctid
@@ -72,7 +79,7 @@ SELECT t.{tenants.id}, t.ctid
 
 -- name: lock_all_tenants
 -- Row locks on every tenant, in id order: the commit of a transaction that changed more tenants than a fold
--- keeps (src/pending.rs) recounts them all.
+-- keeps (src/maintain/pending.rs) recounts them all.
 SELECT t.{tenants.id} FROM {tenants} t ORDER BY t.{tenants.id} FOR NO KEY UPDATE OF t
 
 -- name: recount_all_tenants
@@ -109,7 +116,7 @@ UPDATE {tenants} t
 -- name: try_apply_tenant_delta
 -- apply_tenant_delta without waiting: only when no other transaction holds the tenant's row (a committing
 -- writer of the same tenant holds it until its commit record is flushed). No row back: the caller spills the
--- change to chom.tenant_deltas instead (src/deltas.rs).
+-- change to chom.tenant_deltas instead (src/maintain/deltas.rs).
 UPDATE {tenants} t
    SET {tenants.cached_sites_count} = t.{tenants.cached_sites_count} + $2,
        {tenants.cached_storage_mb}  = t.{tenants.cached_storage_mb} + $3
@@ -276,7 +283,7 @@ SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, live.sites
 -- name: quota_violation
 -- The first of the tenants in $1 (those whose live sites this transaction raises, already updated and locked
 -- by it) whose count is now above its tier's max_sites (-1: unlimited; no tier_limits row: not limited).
--- Their unfolded deltas count: the caller closed their gates (src/deltas.rs), so every spilled change of theirs
+-- Their unfolded deltas count: the caller closed their gates (src/maintain/deltas.rs), so every spilled change of theirs
 -- has committed and none is in flight.
 SELECT t.{tenants.id}, (t.{tenants.cached_sites_count} + u.sites)::integer, l.max_sites
   FROM {tenants} t
@@ -322,7 +329,7 @@ SELECT coalesce((SELECT sites_count FROM live), 0)::integer, coalesce((SELECT st
 
 -- name: pick_vps_overlay
 -- chom_pick_vps() for a transaction with pending VPS changes (without any, it walks chom.vps_load_pick
--- itself: src/placement.rs): eligible VPSes by its rule, attributes from vps_servers itself (its own writes
+-- itself: src/api/placement.rs): eligible VPSes by its rule, attributes from vps_servers itself (its own writes
 -- included), loads from chom.vps_load with the pending changes laid over them ($6, $7 pending ids and changes,
 -- $8 counts restart from zero, $9 VPSes recounted at commit), every eligible VPS, least loaded first.
 WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites))
@@ -330,7 +337,7 @@ SELECT v.{vps_servers.id}
   FROM {vps_servers} v
   LEFT JOIN {chom}.vps_load l ON l.vps_id = v.{vps_servers.id}
   LEFT JOIN pending p ON p.id = v.{vps_servers.id}
- WHERE v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
+ WHERE {eligible}
    AND ($2::integer IS NULL OR v.{vps_servers.spec_memory_mb} >= $2::integer)
    AND ($3::integer IS NULL OR v.{vps_servers.spec_disk_gb} >= $3::integer)
    AND ($4::text IS NULL OR v.{vps_servers.region} = $4::text)
@@ -347,7 +354,7 @@ WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites))
 vps AS (
     SELECT v.{vps_servers.id} AS id, v.{vps_servers.hostname}::text AS hostname,
            CASE WHEN $4::boolean THEN 0 ELSE coalesce(l.live_sites, 0) END + coalesce(p.sites, 0) AS live_sites,
-           v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[]) AS eligible
+           {eligible} AS eligible
       FROM {vps_servers} v
       LEFT JOIN {chom}.vps_load l ON l.vps_id = v.{vps_servers.id}
       LEFT JOIN pending p ON p.id = v.{vps_servers.id}
@@ -355,7 +362,7 @@ vps AS (
     UNION ALL
     SELECT v.{vps_servers.id}, v.{vps_servers.hostname}::text,
            (SELECT count(*) FROM {sites} s WHERE s.{sites.vps_id} = v.{vps_servers.id} AND s.{sites.deleted_at} IS NULL),
-           v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
+           {eligible}
       FROM {vps_servers} v
      WHERE v.{vps_servers.id} = ANY ($5::uuid[])
 )
@@ -448,7 +455,7 @@ SELECT (SELECT e.extversion::text FROM pg_catalog.pg_extension e WHERE e.extname
   LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind = 'repair' ORDER BY k.id DESC LIMIT 1) r ON true
   LEFT JOIN LATERAL (SELECT * FROM {chom}.runs k WHERE k.kind = 'refresh' ORDER BY k.id DESC LIMIT 1) f ON true
 
--- Citus (src/citus.rs, docs/scaling.md). A block named "<name>.citus" replaces block <name> when CHOM's tables
+-- Citus (src/maintain/outbox.rs, docs/scaling.md). A block named "<name>.citus" replaces block <name> when CHOM's tables
 -- are distributed: Citus refuses row locks across shards, correlated subqueries beside reference tables and
 -- writes to chom's local tables that read distributed ones in the same query, so those reads become
 -- MATERIALIZED CTEs (intermediate results) and recounts run one tenant at a time.
@@ -484,7 +491,7 @@ UPDATE {tenants} t
 RETURNING t.{tenants.id}
 
 -- name: unfolded.citus
--- No busy-tenant deltas on Citus (src/deltas.rs: changes are applied during the statement there): nothing to add,
+-- No busy-tenant deltas on Citus (src/maintain/deltas.rs: changes are applied during the statement there): nothing to add,
 -- and no join of a distributed table with chom's local one.
 SELECT 0::bigint AS sites, 0::numeric AS storage_mb
 
@@ -556,7 +563,7 @@ SELECT vps.id, CASE WHEN vps.has_row THEN vps.live_sites END::bigint, coalesce(l
 WITH pending AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS p(id, sites)),
 servers AS MATERIALIZED (
     SELECT v.{vps_servers.id} AS id, v.{vps_servers.hostname}::text AS hostname,
-           v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[]) AS eligible
+           {eligible} AS eligible
       FROM {vps_servers} v
 )
 SELECT v.id, v.hostname,
@@ -573,7 +580,7 @@ WITH pending AS (SELECT * FROM unnest($6::uuid[], $7::bigint[]) AS p(id, sites))
 servers AS MATERIALIZED (
     SELECT v.{vps_servers.id} AS id
       FROM {vps_servers} v
-     WHERE v.{vps_servers.status} = 'active' AND v.{vps_servers.allocation_type} = 'shared' AND v.{vps_servers.health_status} = ANY ($1::text[])
+     WHERE {eligible}
        AND ($2::integer IS NULL OR v.{vps_servers.spec_memory_mb} >= $2::integer)
        AND ($3::integer IS NULL OR v.{vps_servers.spec_disk_gb} >= $3::integer)
        AND ($4::text IS NULL OR v.{vps_servers.region} = $4::text)
@@ -615,7 +622,7 @@ SELECT nullif(concat_ws('; ',
               THEN $3 || ' is not a reference table' END), '')
 
 -- name: create_outbox
--- chom's outbox on Citus (see src/citus.rs): one row per VPS and committing shard transaction, with a tenant of
+-- chom's outbox on Citus (see src/maintain/outbox.rs): one row per VPS and committing shard transaction, with a tenant of
 -- that shard as its distribution value.
 CREATE TABLE {vps_delta} (tenant_id uuid NOT NULL, vps_id uuid NOT NULL, delta integer NOT NULL)
 

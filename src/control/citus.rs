@@ -3,7 +3,7 @@
 
 use crate::pg::errors::raise;
 use crate::schema::queries::{self, Query};
-use crate::schema::target::Target;
+use crate::schema::target::{Col, Target};
 use pgrx::PgSqlErrorCode;
 use std::collections::HashMap;
 
@@ -16,8 +16,8 @@ pub fn check_layout(target: &Target) {
             target.table("sites").into(),
             target.table("tenants").into(),
             target.table("vps_servers").into(),
-            target.column("sites", "tenant_id").to_string().into(),
-            target.column("tenants", "id").to_string().into(),
+            target.column(Col::SitesTenantId).to_string().into(),
+            target.column(Col::TenantsId).to_string().into(),
         ],
     );
     if let Some(problems) = problems {

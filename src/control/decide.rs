@@ -2,9 +2,12 @@
 //! states turned into install steps, uninstall steps, index DDL and status rows. Pure functions: chom_install(),
 //! chom_uninstall(), chom_index_ddl() and chom_status() render the same decision, so they cannot disagree.
 
-use crate::control::inspect::{ColumnFacts, Facts, IndexFacts, Prerequisite, StorageFacts, TriggerFacts};
+use crate::control::inspect::{
+    ColumnFacts, Facts, IndexFacts, OwnTableFacts, Prerequisite, StorageFacts, TriggerFacts,
+};
 use crate::schema::catalog::{ManagedIndex, ManagedTrigger};
-use crate::schema::target::{CachedColumn, CACHED_COLUMNS};
+use crate::schema::layout::OUTBOX;
+use crate::schema::target::{CachedColumn, CACHED_COLUMNS, CHOM_SCHEMA};
 use std::fmt;
 
 /// The state of one catalogue index.
@@ -120,10 +123,12 @@ pub struct States {
     pub installed: bool,
     /// what the comment on chom's marked trigger says now: whether chom set tenants' fillfactor (None: no comment)
     pub marker: Option<bool>,
+    /// chom's own tables: they have no states beyond their facts
+    pub own_tables: OwnTableFacts,
 }
 
 pub fn classify(facts: &Facts) -> States {
-    let column = |name: &str| CACHED_COLUMNS.iter().find(|c| c.name == name).expect("a cached column");
+    let column = |name: &str| CACHED_COLUMNS.iter().find(|c| c.name() == name).expect("a cached column");
     let triggers: Vec<(&'static ManagedTrigger, TriggerState)> =
         facts.triggers.iter().map(|t| (t.trigger, classify_trigger(t))).collect();
     States {
@@ -137,6 +142,7 @@ pub fn classify(facts: &Facts) -> States {
             .find(|t| t.trigger.name == crate::schema::catalog::MARKED_TRIGGER && t.marked)
             .map(|t| t.fillfactor_by_chom),
         triggers,
+        own_tables: facts.own_tables.clone(),
     }
 }
 
@@ -179,6 +185,14 @@ pub enum Action {
     FillfactorDefault,
     Filled,
     Skipped(SkipReason),
+    /// chom_uninstall(): the object is gone
+    Dropped,
+    /// chom_uninstall(): tenants' fillfactor is the default again
+    Reset,
+    /// chom_uninstall(): chom's rows of it are gone, the table stays (it belongs to the extension)
+    Emptied,
+    /// chom_uninstall(): the busy tenants' unfolded deltas are in the cached columns
+    Folded,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -215,6 +229,10 @@ impl fmt::Display for Action {
             Action::Skipped(SkipReason::Partitioned) => {
                 write!(f, "skipped (partitioned table: set fillfactor on its partitions)")
             }
+            Action::Dropped => write!(f, "dropped"),
+            Action::Reset => write!(f, "reset"),
+            Action::Emptied => write!(f, "emptied"),
+            Action::Folded => write!(f, "folded"),
         }
     }
 }
@@ -239,7 +257,7 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
             ColumnState::Installed => Action::Exists,
             ColumnState::Adopted => Action::Adopted,
         };
-        report.push(("column", format!("tenants.{}", column.name), action));
+        report.push(("column", format!("tenants.{}", column.name()), action));
     }
     let adds_columns = !added.is_empty();
     if adds_columns {
@@ -279,7 +297,7 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
             IndexState::Conflict => (None, Action::Skipped(SkipReason::NameTaken)),
             // a cached column chom adds in this very install is no missing prerequisite
             IndexState::Blocked(Prerequisite::Column(c))
-                if states.columns.iter().any(|(col, s)| col.name == c && *s == ColumnState::Missing) =>
+                if states.columns.iter().any(|(col, s)| col.name() == c && *s == ColumnState::Missing) =>
             {
                 (Some(Step::CreateIndex(index.clone())), Action::Created)
             }
@@ -309,23 +327,51 @@ pub fn plan_install(states: &States, wanted_fillfactor: i32) -> InstallPlan {
     InstallPlan { steps, report }
 }
 
-/// One change chom_uninstall() makes.
+/// One change chom_uninstall() makes, in the order of the plan.
 #[derive(Clone, Debug, PartialEq)]
 pub enum UninstallStep {
+    /// one node: the busy tenants' unfolded deltas go into the cached columns first, so that the application's
+    /// own columns stay exact without chom
+    FoldDeltas,
     DropTrigger(&'static ManagedTrigger),
     DropIndex(ManagedIndex),
     DropColumns(Vec<&'static CachedColumn>),
     ResetFillfactor,
+    /// the per-VPS loads mean nothing without the triggers (chom_pick_vps() refuses without an install)
+    EmptyVpsLoad,
+    /// Citus: chom's outbox, a distributed table chom_install() created
+    DropOutbox,
 }
 
-/// What chom_uninstall() removes: exactly what chom added, never what it reused or adopted.
+impl UninstallStep {
+    /// The rows of chom_uninstall()'s report for this step.
+    pub fn reported(&self) -> Vec<Reported> {
+        match self {
+            UninstallStep::FoldDeltas => vec![("table", "chom.tenant_deltas".into(), Action::Folded)],
+            UninstallStep::DropTrigger(trigger) => vec![("trigger", trigger.name.into(), Action::Dropped)],
+            UninstallStep::DropIndex(index) => vec![("index", index.name.clone(), Action::Dropped)],
+            UninstallStep::DropColumns(columns) => {
+                columns.iter().map(|c| ("column", format!("tenants.{}", c.name()), Action::Dropped)).collect()
+            }
+            UninstallStep::ResetFillfactor => vec![("storage", "tenants.fillfactor".into(), Action::Reset)],
+            UninstallStep::EmptyVpsLoad => vec![("table", "chom.vps_load".into(), Action::Emptied)],
+            UninstallStep::DropOutbox => {
+                vec![("table", format!("{CHOM_SCHEMA}.{OUTBOX}"), Action::Dropped)]
+            }
+        }
+    }
+}
+
+/// What chom_uninstall() removes: exactly what chom added, never what it reused or adopted, after folding what
+/// the busy tenants left unfolded.
 pub fn plan_uninstall(states: &States) -> Vec<UninstallStep> {
-    let mut steps: Vec<UninstallStep> = states
-        .triggers
-        .iter()
-        .filter(|(_, s)| *s != TriggerState::Missing)
-        .map(|(t, _)| UninstallStep::DropTrigger(t))
-        .collect();
+    let mut steps: Vec<UninstallStep> = Vec::new();
+    if states.own_tables.unfolded_deltas.is_some_and(|(unfolded, _)| unfolded > 0) {
+        steps.push(UninstallStep::FoldDeltas);
+    }
+    steps.extend(
+        states.triggers.iter().filter(|(_, s)| *s != TriggerState::Missing).map(|(t, _)| UninstallStep::DropTrigger(t)),
+    );
     steps.extend(
         states
             .indexes
@@ -340,6 +386,10 @@ pub fn plan_uninstall(states: &States) -> Vec<UninstallStep> {
     }
     if matches!(states.storage, StorageState::SetByChom(_)) {
         steps.push(UninstallStep::ResetFillfactor);
+    }
+    steps.push(UninstallStep::EmptyVpsLoad);
+    if states.own_tables.outbox == Some(true) {
+        steps.push(UninstallStep::DropOutbox);
     }
     steps
 }
@@ -387,6 +437,44 @@ impl fmt::Display for Health {
     }
 }
 
+/// What chom_status() says of chom's own tables, as (name, CHOM's table it serves, state, detail):
+/// `chom.vps_load` always, then by layout the busy tenant's `chom.tenant_deltas` (one node) or the Citus outbox.
+/// Like every row, `installed` only when chom is installed on CHOM's tables (the tables then are kept up).
+pub fn own_table_health(facts: &OwnTableFacts, installed: bool) -> Vec<(&'static str, &'static str, Health, String)> {
+    let kept = if installed { Health::Installed } else { Health::Missing };
+    let mut rows = vec![("chom.vps_load", "vps_servers", kept, format!("{} VPS rows", facts.vps_rows))];
+    match (facts.unfolded_deltas, facts.outbox) {
+        (_, Some(true)) => rows.push((
+            "chom.vps_delta",
+            "sites",
+            kept,
+            "the per-VPS changes the workers queue; chom_drain_vps_deltas() or the drain worker applies them".into(),
+        )),
+        (_, Some(false)) => rows.push((
+            "chom.vps_delta",
+            "sites",
+            Health::Missing,
+            "SELECT * FROM chom_install() on the coordinator creates the outbox".into(),
+        )),
+        (Some((0, _)), None) => rows.push(("chom.tenant_deltas", "tenants", kept, "no unfolded deltas".into())),
+        (Some((unfolded, _)), None) => rows.push((
+            "chom.tenant_deltas",
+            "tenants",
+            kept,
+            format!(
+                "{unfolded} unfolded deltas (the fold worker adds them to tenants; chom_fold_deltas() folds them now)"
+            ),
+        )),
+        (None, None) => rows.push((
+            "chom.tenant_deltas",
+            "tenants",
+            Health::Missing,
+            "ALTER EXTENSION chom UPDATE creates it (chom 0.4.0)".into(),
+        )),
+    }
+    rows
+}
+
 /// What chom_status() says of an index, with advice that works when followed.
 pub fn index_health(index: &ManagedIndex, state: &IndexState, installed: bool) -> (Health, Option<String>) {
     let install = if installed { "SELECT * FROM chom_install()" } else { "run chom_install()" };
@@ -415,7 +503,7 @@ pub fn index_health(index: &ManagedIndex, state: &IndexState, installed: bool) -
             (Health::Missing, Some(format!("table {} does not exist", index.table)))
         }
         IndexState::Blocked(Prerequisite::Column(c))
-            if installed || !CACHED_COLUMNS.iter().any(|col| col.name == c) =>
+            if installed || !CACHED_COLUMNS.iter().any(|col| col.name() == c) =>
         {
             (Health::Missing, Some(format!("column {}.{c} does not exist", index.table)))
         }
@@ -485,6 +573,43 @@ mod unit_tests {
     use super::*;
     use crate::schema::catalog::TRIGGERS;
 
+    #[test]
+    fn uninstall_folds_first_and_clears_chom_own_tables_last() {
+        let mut states = states_with_index(IndexState::Installed);
+        states.own_tables = OwnTableFacts { vps_rows: 1, unfolded_deltas: Some((3, None)), outbox: None };
+        let steps = plan_uninstall(&states);
+        assert_eq!(steps.first(), Some(&UninstallStep::FoldDeltas));
+        assert_eq!(steps.last(), Some(&UninstallStep::EmptyVpsLoad));
+        states.own_tables = OwnTableFacts { vps_rows: 1, unfolded_deltas: None, outbox: Some(true) };
+        let steps = plan_uninstall(&states);
+        assert!(!steps.contains(&UninstallStep::FoldDeltas));
+        assert_eq!(steps.last(), Some(&UninstallStep::DropOutbox));
+        assert_eq!(UninstallStep::DropOutbox.reported(), [("table", "chom.vps_delta".to_string(), Action::Dropped)]);
+        let report: Vec<String> = UninstallStep::EmptyVpsLoad.reported().iter().map(|r| r.2.to_string()).collect();
+        assert_eq!(report, ["emptied"]);
+    }
+
+    #[test]
+    fn chom_own_tables_are_reported_by_layout() {
+        let states = |facts: OwnTableFacts, installed: bool| -> Vec<(&str, Health)> {
+            own_table_health(&facts, installed).into_iter().map(|(name, _, health, _)| (name, health)).collect()
+        };
+        let one_node = OwnTableFacts { vps_rows: 3, unfolded_deltas: Some((2, None)), outbox: None };
+        assert_eq!(
+            states(one_node.clone(), true),
+            [("chom.vps_load", Health::Installed), ("chom.tenant_deltas", Health::Installed)]
+        );
+        assert_eq!(
+            states(one_node, false),
+            [("chom.vps_load", Health::Missing), ("chom.tenant_deltas", Health::Missing)]
+        );
+        let citus = |outbox| OwnTableFacts { vps_rows: 3, unfolded_deltas: None, outbox: Some(outbox) };
+        assert_eq!(states(citus(true), true)[1], ("chom.vps_delta", Health::Installed));
+        assert_eq!(states(citus(false), true)[1], ("chom.vps_delta", Health::Missing));
+        let not_updated = OwnTableFacts { vps_rows: 3, unfolded_deltas: None, outbox: None };
+        assert_eq!(states(not_updated, true)[1], ("chom.tenant_deltas", Health::Missing));
+    }
+
     fn index() -> ManagedIndex {
         ManagedIndex {
             name: "idx_audit_resource_lookup".into(),
@@ -515,6 +640,7 @@ mod unit_tests {
             triggers: TRIGGERS.iter().map(|t| (t, TriggerState::Installed)).collect(),
             installed: true,
             marker: Some(true),
+            own_tables: OwnTableFacts::default(),
         }
     }
 
@@ -615,6 +741,7 @@ mod unit_tests {
             triggers: TRIGGERS.iter().map(|t| (t, TriggerState::Missing)).collect(),
             installed: false,
             marker: None,
+            own_tables: OwnTableFacts::default(),
         };
         let steps = plan_install(&states, 70).steps;
         assert!(matches!(steps.first(), Some(Step::AddColumns(c)) if c.len() == 3));

@@ -81,11 +81,11 @@ pub(crate) fn apply(target: &Target, step: &Step) {
     match step {
         Step::AddColumns(columns) => {
             let added: Vec<String> =
-                columns.iter().map(|c| format!("ADD COLUMN {} {}", quote_identifier(c.name), c.definition)).collect();
+                columns.iter().map(|c| format!("ADD COLUMN {} {}", quote_identifier(c.name()), c.definition)).collect();
             run(&format!("ALTER TABLE {tenants} {}", added.join(", ")));
             for column in columns {
                 let comment = quote_literal(catalog::COLUMN_MARKER);
-                run(&format!("COMMENT ON COLUMN {tenants}.{} IS {comment}", quote_identifier(column.name)));
+                run(&format!("COMMENT ON COLUMN {tenants}.{} IS {comment}", quote_identifier(column.name())));
             }
         }
         Step::SetFillfactor(fillfactor) => run(&format!("ALTER TABLE {tenants} SET (fillfactor = {fillfactor})")),
@@ -159,44 +159,29 @@ fn uninstall(
         crate::maintain::outbox::drop_shard_trigger_copies(target);
     }
     lock_tables(target);
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    // the busy tenants' unfolded deltas go into the cached columns first: the application's own columns stay
-    // exact without chom
-    if crate::maintain::deltas::fold_all(target) > 0 {
-        rows.push(("table".into(), format!("{CHOM_SCHEMA}.tenant_deltas"), "folded".into()));
-    }
     let states = decide::classify(&crate::control::inspect::inspect(target));
     let tenants = target.table("tenants");
+    let mut rows: Vec<(String, String, String)> = Vec::new();
     for step in decide::plan_uninstall(&states) {
-        match step {
-            UninstallStep::DropTrigger(trigger) => {
-                run(&format!("DROP TRIGGER {}", trigger.on(target)));
-                rows.push(("trigger".into(), trigger.name.into(), "dropped".into()));
+        match &step {
+            UninstallStep::FoldDeltas => {
+                crate::maintain::deltas::fold_all(target);
             }
-            UninstallStep::DropIndex(index) => {
-                run(&index.drop_sql(target, false));
-                rows.push(("index".into(), index.name, "dropped".into()));
-            }
+            UninstallStep::DropTrigger(trigger) => run(&format!("DROP TRIGGER {}", trigger.on(target))),
+            UninstallStep::DropIndex(index) => run(&index.drop_sql(target, false)),
             UninstallStep::DropColumns(columns) => {
-                let dropped: Vec<String> = columns
-                    .iter()
-                    .map(|c| format!("DROP COLUMN {}", quote_identifier(target.column("tenants", c.name))))
-                    .collect();
+                let dropped: Vec<String> =
+                    columns.iter().map(|c| format!("DROP COLUMN {}", quote_identifier(target.column(c.col)))).collect();
                 run(&format!("ALTER TABLE {tenants} {}", dropped.join(", ")));
-                rows.extend(columns.iter().map(|c| ("column".into(), format!("tenants.{}", c.name), "dropped".into())));
             }
-            UninstallStep::ResetFillfactor => {
-                run(&format!("ALTER TABLE {tenants} RESET (fillfactor)"));
-                rows.push(("storage".into(), "tenants.fillfactor".into(), "reset".into()));
+            UninstallStep::ResetFillfactor => run(&format!("ALTER TABLE {tenants} RESET (fillfactor)")),
+            UninstallStep::EmptyVpsLoad => {
+                crate::pg::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
+                resolve::forget_installed();
             }
+            UninstallStep::DropOutbox => crate::maintain::outbox::drop_outbox(target),
         }
-    }
-    crate::pg::db::run(&format!("DELETE FROM {CHOM_SCHEMA}.vps_load"), &[]);
-    resolve::forget_installed();
-    rows.push(("table".into(), "chom.vps_load".into(), "emptied".into()));
-    if target.layout.distributed() {
-        crate::maintain::outbox::drop_outbox(target);
-        rows.push(("table".into(), format!("{CHOM_SCHEMA}.{}", crate::schema::layout::OUTBOX), "dropped".into()));
+        rows.extend(step.reported().into_iter().map(|(kind, name, action)| (kind.into(), name, action.to_string())));
     }
     TableIterator::new(rows)
 }

@@ -53,7 +53,7 @@ pub fn chom_status() -> TableIterator<
     };
     let mut rows: Vec<StatusRow> = Vec::new();
     for (column, state) in &states.columns {
-        let name = target.column("tenants", column.name);
+        let name = target.column(column.col);
         rows.push(row("column", name, "tenants", decide::column_health(state, states.installed)));
     }
     let (health, mut detail) = decide::storage_health(&states.storage, states.installed);
@@ -69,8 +69,9 @@ pub fn chom_status() -> TableIterator<
     for (trigger, state) in &states.triggers {
         rows.push(row("trigger", trigger.name, trigger.table, decide::trigger_health(trigger, state)));
     }
-    let load = if states.installed { Health::Installed } else { Health::Missing };
-    rows.push(row("table", "chom.vps_load", "vps_servers", (load, Some(format!("{} VPS rows", facts.vps_rows)))));
+    for (name, table, health, detail) in decide::own_table_health(&facts.own_tables, states.installed) {
+        rows.push(row("table", name, table, (health, Some(detail))));
+    }
     TableIterator::new(rows)
 }
 
@@ -139,6 +140,25 @@ mod tests {
         );
         // unique indexes enforce constraints: never reported as redundant
         assert_eq!(count("SELECT count(*) FROM chom_index_usage() u JOIN pg_index i ON i.indexrelid = u.index_name::regclass WHERE u.redundant_with IS NOT NULL AND i.indisunique"), 0);
+    }
+
+    #[pg_test]
+    fn status_reports_chom_own_tables() {
+        install_with_data();
+        let deltas = "SELECT state || ': ' || detail FROM chom_status() WHERE name = 'chom.tenant_deltas'";
+        assert_eq!(Spi::get_one::<String>(deltas).unwrap().as_deref(), Some("installed: no unfolded deltas"));
+        Spi::run("INSERT INTO chom.tenant_deltas (tenant_id, sites, storage_mb) SELECT id, 1, 0 FROM tenants LIMIT 2")
+            .unwrap();
+        assert_eq!(
+            Spi::get_one::<String>(deltas).unwrap().as_deref(),
+            Some("installed: 2 unfolded deltas (the fold worker adds them to tenants; chom_fold_deltas() folds them now)")
+        );
+        assert_eq!(count("SELECT count(*) FROM chom_status() WHERE name = 'chom.vps_load' AND state = 'installed'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM chom_status() WHERE name = 'chom.vps_delta'"),
+            0,
+            "no outbox on one node"
+        );
     }
 
     #[pg_test]

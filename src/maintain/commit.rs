@@ -136,8 +136,8 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
     let locked = rows::lock_tenants(client, target, Query::LockTenants, ids.into_iter());
     rows::apply_locked(client, target, &changed, &locked);
     if !recounts.is_empty() {
-        run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[uuid_array(recounts.iter().copied())]);
-        deltas::forget(client, target, Some(recounts.iter().map(|id| Uuid::from_bytes(*id)).collect()));
+        let recounts: Vec<Uuid> = recounts.iter().map(|id| Uuid::from_bytes(*id)).collect();
+        deltas::recount_locked(client, target, &recounts);
     }
     checked
 }

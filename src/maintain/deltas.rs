@@ -195,6 +195,17 @@ pub fn forget(client: &mut SpiClient<'_>, target: &Target, tenants: Option<Vec<U
     }
 }
 
+/// Recounts the tenants `ids` from their live sites, replacing their unfolded deltas (the recount counts what
+/// they stand for); returns how many rows it rewrote. The caller has closed their gates and locked their rows,
+/// so no spill of theirs is in flight and no commit changes them meanwhile: the commit step's recounts, chom's
+/// recount functions and the repair all come through here.
+pub fn recount_locked(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid]) -> i64 {
+    let rewritten =
+        crate::maintain::rows::run(client, target, Query::RecountTenants, &[UUID_ARRAY], &[ids.to_vec().into()]).len();
+    forget(client, target, Some(ids.to_vec()));
+    rewritten as i64
+}
+
 /// Folds the deltas of `tenants` into their rows: locks the rows in id order (waiting: the fold is off every
 /// writer's path, and writers that find a row held spill), takes the deltas, adds them. Runs as the tables'
 /// owner, taking chom's own rows as chom. Returns how many tenants had deltas.

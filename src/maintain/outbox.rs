@@ -15,7 +15,7 @@ use crate::schema::layout::OUTBOX;
 use crate::schema::queries::{self, Query};
 use crate::schema::target::{Target, CHOM_SCHEMA};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 
 /// Runs `work` with the Citus settings chom's DDL and repairs need (triggers on distributed and reference
 /// tables; one connection per node, without which Citus refuses a write to `chom.vps_load` that reads the
@@ -25,18 +25,13 @@ pub fn with_citus_settings<T>(target: &Target, work: impl FnOnce() -> T) -> T {
     if !target.layout.distributed() {
         return work();
     }
-    // SAFETY: a GUC nest level opened and closed around the settings, as fmgr does for a SET clause; an error
-    // in between aborts the (sub)transaction, which unwinds the level.
-    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    let _scope = crate::pg::settings::SettingsScope::open();
     crate::pg::db::run(
         "SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true), \
                 pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true)",
         &[],
     );
-    let result = work();
-    // SAFETY: closes the level opened above.
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    result
+    work()
 }
 
 /// Creates the outbox (distributed, colocated with `tenants`) when it is not there yet.

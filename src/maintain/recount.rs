@@ -8,13 +8,8 @@ use crate::pg::plans::types::{INT4, UUID, UUID_ARRAY};
 use crate::schema::identity::{run_as, Principal};
 use crate::schema::queries::{self, Query};
 use crate::schema::target::Target;
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, Uuid};
-
-fn ids_datum(ids: &[Uuid]) -> DatumWithOid<'static> {
-    ids.to_vec().into()
-}
 
 /// Locks the tenants (in id order) and recomputes their aggregates from their live sites; returns how many
 /// tenant rows were rewritten. Locking first means a concurrent writer's changes land either before the
@@ -22,37 +17,41 @@ fn ids_datum(ids: &[Uuid]) -> DatumWithOid<'static> {
 /// transaction's own pending changes are seen by the recount and are not added again at commit. The rows are
 /// written as the owner of CHOM's tables ([`crate::schema::identity`]), whoever asked for the recount.
 pub fn recount(target: &Target, ids: &[Uuid]) -> i64 {
-    let rewritten = run_as(target, Principal::TablesOwner, || recount_as_owner(target, ids));
-    pending::recounted(target, ids, &[]);
+    recount_where(target, ids, |locked| locked)
+}
+
+/// [`recount`] of the tenants that `keep` keeps of `ids` once they are locked (the repair checks them again
+/// then). On Citus, where each tenant's row is locked by its own recount, every one of `ids` is recounted.
+pub fn recount_where(target: &Target, ids: &[Uuid], keep: impl FnOnce(Vec<Uuid>) -> Vec<Uuid>) -> i64 {
+    let (rewritten, recounted) = run_as(target, Principal::TablesOwner, || recount_as_owner(target, ids, keep));
+    pending::recounted(target, &recounted, &[]);
     rewritten
 }
 
-fn recount_as_owner(target: &Target, ids: &[Uuid]) -> i64 {
+fn recount_as_owner(target: &Target, ids: &[Uuid], keep: impl FnOnce(Vec<Uuid>) -> Vec<Uuid>) -> (i64, Vec<Uuid>) {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable_by_key(|id| *id.as_bytes());
     if target.layout.distributed() {
         // Citus refuses row locks across shards: each tenant is recounted by a router UPDATE, which locks its
         // row itself, in id order
-        let mut sorted = ids.to_vec();
-        sorted.sort_unstable_by_key(|id| *id.as_bytes());
         let rewritten = Spi::connect_mut(|client| {
             let sql = queries::sql(target, Query::RecountTenant);
             sorted.iter().map(|id| crate::pg::plans::execute(client, &sql, &[UUID], &[(*id).into()]).len() as i64).sum()
         });
-        return rewritten;
+        return (rewritten, sorted);
     }
     // the gates first: no spill of these tenants is in flight while their deltas are replaced by the recount
-    crate::maintain::deltas::close_gates(ids.iter().map(Uuid::as_bytes));
+    crate::maintain::deltas::close_gates(sorted.iter().map(Uuid::as_bytes));
     Spi::connect_mut(|client| {
-        crate::pg::plans::execute(client, &queries::sql(target, Query::LockTenants), &[UUID_ARRAY], &[ids_datum(ids)]);
-        let rewritten = crate::pg::plans::execute(
-            client,
-            &queries::sql(target, Query::RecountTenants),
-            &[UUID_ARRAY],
-            &[ids_datum(ids)],
-        )
-        .len() as i64;
-        crate::maintain::deltas::forget(client, target, Some(ids.to_vec()));
-        rewritten
-    })
+        let lock = queries::sql(target, Query::LockTenants);
+        crate::pg::plans::execute(client, &lock, &[UUID_ARRAY], &[sorted.clone().into()]);
+    });
+    let kept = keep(sorted);
+    if kept.is_empty() {
+        return (0, kept);
+    }
+    let rewritten = Spi::connect_mut(|client| crate::maintain::deltas::recount_locked(client, target, &kept));
+    (rewritten, kept)
 }
 
 /// A batch size of chom_refresh_all() and its procedure form: 1..1000000 (22023; NULL: 22004).

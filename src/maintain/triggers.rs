@@ -14,7 +14,7 @@ use crate::maintain::shards::{shard_of, Shard};
 use crate::pg::errors::raise;
 use crate::schema::layout::Layout;
 use crate::schema::layout::{node, Node};
-use crate::schema::target::Target;
+use crate::schema::target::{Col, Target};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
 use std::collections::BTreeSet;
@@ -72,13 +72,14 @@ fn column_position(tupdesc: &PgTupleDesc, name: &str, accepts: impl Fn(pg_sys::O
 impl SiteColumns {
     fn locate(tupdesc: &PgTupleDesc, target: &Target) -> Self {
         let uuid = |oid| oid == pg_sys::UUIDOID;
-        let name = |column| target.column("sites", column);
-        let tenant_id = column_position(tupdesc, name("tenant_id"), uuid);
-        let vps_id = column_position(tupdesc, name("vps_id"), uuid);
-        let storage_used_mb = column_position(tupdesc, name("storage_used_mb"), |oid| IntegerWidth::of(oid).is_some());
+        let name = |col| target.column(col);
+        let tenant_id = column_position(tupdesc, name(Col::SitesTenantId), uuid);
+        let vps_id = column_position(tupdesc, name(Col::SitesVpsId), uuid);
+        let storage_used_mb =
+            column_position(tupdesc, name(Col::SitesStorageUsedMb), |oid| IntegerWidth::of(oid).is_some());
         let storage_type = tupdesc.get(storage_used_mb).map(|a| a.type_oid().value()).unwrap_or_default();
         let storage_width = IntegerWidth::of(storage_type).unwrap_or(IntegerWidth::Big);
-        let deleted_at = column_position(tupdesc, name("deleted_at"), |_| true);
+        let deleted_at = column_position(tupdesc, name(Col::SitesDeletedAt), |_| true);
         let deform_up_to = [tenant_id, vps_id, storage_used_mb, deleted_at].into_iter().max().unwrap_or(0) as i32 + 1;
         SiteColumns { tenant_id, vps_id, storage_used_mb, storage_width, deleted_at, deform_up_to }
     }
@@ -255,7 +256,7 @@ fn chom_vps_registry<'a>(
     unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
         let tupdesc = PgTupleDesc::from_pg_unchecked(tupdesc_ptr);
-        let id = column_position(&tupdesc, target.column("vps_servers", "id"), |oid| oid == pg_sys::UUIDOID);
+        let id = column_position(&tupdesc, target.column(Col::VpsId), |oid| oid == pg_sys::UUIDOID);
         scan_transition_table(store, tupdesc_ptr, id as i32 + 1, |values, nulls| {
             if !nulls[id] {
                 ids.insert(uuid_bytes(values[id]));

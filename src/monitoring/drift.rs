@@ -90,18 +90,10 @@ fn repair(target: &Target) -> i64 {
     run.tenants_drifted = Some(drifted.len() as i64);
     let mut fixed = 0;
     if !drifted.is_empty() {
-        // on Citus the recount locks each row itself (row locks across shards are refused)
-        let still: Vec<Uuid> = if target.layout.distributed() {
-            drifted
-        } else {
-            crate::maintain::deltas::close_gates(drifted.iter().map(Uuid::as_bytes));
-            let lock = queries::sql(target, Query::LockTenants);
-            run_as(target, Principal::TablesOwner, || crate::pg::db::run(&lock, &[drifted.clone().into()]));
-            tenant_drift(target, Some(drifted)).into_iter().map(|row| row.0).collect()
-        };
-        if !still.is_empty() {
-            fixed += crate::maintain::recount::recount(target, &still);
-        }
+        // checked again once locked: a writer that committed meanwhile may have settled some of them
+        fixed += crate::maintain::recount::recount_where(target, &drifted, |locked| {
+            tenant_drift(target, Some(locked)).into_iter().map(|row| row.0).collect()
+        });
     }
     run.tenants_fixed = Some(fixed);
     if target.layout.distributed() {

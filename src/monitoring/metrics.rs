@@ -1,6 +1,6 @@
 //! chom_metrics(): one row of typed figures, from the same inspection and decision as chom_status().
 
-use crate::control::decide::{self as control, Health, StorageState, TriggerState};
+use crate::control::decide::{self as control, Health, StorageState};
 use crate::maintain::recount::count_tenants;
 use crate::monitoring::runs::own;
 use crate::schema::queries::Query;
@@ -24,12 +24,12 @@ pub struct ObjectCounts {
 
 pub fn object_counts(states: &control::States) -> ObjectCounts {
     let mut counts = ObjectCounts::default();
-    for (_, state) in &states.triggers {
-        match state {
-            // a trigger of an older chom works: enabled (chom_status() says it is installed)
-            TriggerState::Installed | TriggerState::Outdated => counts.triggers_enabled += 1,
-            TriggerState::Disabled => counts.triggers_disabled += 1,
-            TriggerState::Missing | TriggerState::MissingOnShards(_) => counts.triggers_missing += 1,
+    for (trigger, state) in &states.triggers {
+        // the health chom_status() shows: a trigger of an older chom works, so it counts as enabled
+        match control::trigger_health(trigger, state).0 {
+            Health::Installed | Health::Reused => counts.triggers_enabled += 1,
+            Health::Disabled => counts.triggers_disabled += 1,
+            Health::Missing | Health::Invalid | Health::Conflict => counts.triggers_missing += 1,
         }
     }
     for (index, state) in &states.indexes {
@@ -127,7 +127,7 @@ pub fn chom_metrics() -> TableIterator<
             fillfactor(&states.storage),
             facts.storage.updates,
             Some(count_tenants(target)),
-            Some(facts.vps_rows),
+            Some(facts.own_tables.vps_rows),
         ),
         _ => (false, None, None, None, None, None),
     };

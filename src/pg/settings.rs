@@ -168,6 +168,30 @@ const TENANTS_FILLFACTOR: &CStr = c"chom.tenants_fillfactor";
 pub const RETIRED: [(&CStr, &str); 2] =
     [(c"chom.stale_after", "chom.max_staleness"), (c"chom.target_schema", "chom.install_schema")];
 
+/// A GUC nest level: settings made inside it with `set_config(..., true)` last until it is dropped, as fmgr
+/// keeps a function's SET clause for the call. On an error the (sub)transaction's abort pops the level (and
+/// everything inside it), so the drop does nothing while unwinding.
+pub struct SettingsScope {
+    level: std::ffi::c_int,
+}
+
+impl SettingsScope {
+    /// Opens a level.
+    pub fn open() -> SettingsScope {
+        // SAFETY: opens a GUC nest level, as fmgr does before a function with SET clauses; the drop closes it.
+        SettingsScope { level: unsafe { pg_sys::NewGUCNestLevel() } }
+    }
+}
+
+impl Drop for SettingsScope {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // SAFETY: closes the level opened above, keeping nothing of what was set locally inside it.
+            unsafe { pg_sys::AtEOXact_GUC(true, self.level) };
+        }
+    }
+}
+
 /// The value of a setting read by name (a placeholder or another library's variable), None when unset.
 pub fn by_name(name: &CStr) -> Option<String> {
     // SAFETY: a look-up by name with missing_ok; the result is copied at once (it may point into a static

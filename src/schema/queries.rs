@@ -93,18 +93,44 @@ queries! {
 /// The suffix of a block that replaces the block of the same name when CHOM's tables are distributed by Citus.
 const CITUS_VARIANT: &str = ".citus";
 
-/// The blocks of sql/queries.sql by name, comments removed.
-fn blocks() -> &'static HashMap<&'static str, String> {
-    static BLOCKS: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
-    BLOCKS.get_or_init(|| {
-        let mut blocks = HashMap::new();
-        for block in QUERIES_SQL.split("-- name: ").skip(1) {
-            let (name, body) = block.split_once('\n').unwrap_or((block, ""));
-            let statement: Vec<&str> = body.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
-            blocks.insert(name.trim(), statement.join("\n").trim().to_string());
+/// The line that starts a statement's block in sql/queries.sql, and a shared rule's.
+const NAME: &str = "-- name: ";
+const FRAGMENT: &str = "-- fragment: ";
+
+/// The blocks of sql/queries.sql: (statements by name, fragments by name), comments removed.
+fn parsed() -> &'static (HashMap<&'static str, String>, HashMap<&'static str, String>) {
+    static PARSED: OnceLock<(HashMap<&'static str, String>, HashMap<&'static str, String>)> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        let (mut statements, mut fragments) = (HashMap::new(), HashMap::new());
+        let mut current: Option<(bool, &'static str, Vec<&'static str>)> = None;
+        let mut finish = |block: Option<(bool, &'static str, Vec<&'static str>)>| {
+            if let Some((fragment, name, lines)) = block {
+                let into = if fragment { &mut fragments } else { &mut statements };
+                into.insert(name, lines.join("\n").trim().to_string());
+            }
+        };
+        for line in QUERIES_SQL.lines() {
+            if let Some(name) = line.strip_prefix(NAME) {
+                finish(current.replace((false, name.trim(), Vec::new())));
+            } else if let Some(name) = line.strip_prefix(FRAGMENT) {
+                finish(current.replace((true, name.trim(), Vec::new())));
+            } else if let Some((_, _, lines)) = current.as_mut().filter(|_| !line.trim_start().starts_with("--")) {
+                lines.push(line);
+            }
         }
-        blocks
+        finish(current);
+        (statements, fragments)
     })
+}
+
+/// The statements of sql/queries.sql by name.
+fn blocks() -> &'static HashMap<&'static str, String> {
+    &parsed().0
+}
+
+/// The shared rules of sql/queries.sql by name ("-- fragment:"), inlined wherever `{name}` stands.
+fn fragments() -> &'static HashMap<&'static str, String> {
+    &parsed().1
 }
 
 thread_local! {
@@ -138,6 +164,8 @@ pub fn sql(target: &Target, query: Query) -> Rc<str> {
         .fold(block(target, query).to_string(), |sql, inlined| {
             sql.replace(&format!("{{{}}}", inlined.name()), block(target, *inlined))
         });
+    let inlined =
+        fragments().iter().fold(inlined, |sql, (name, fragment)| sql.replace(&format!("{{{name}}}"), fragment));
     let rendered: Rc<str> = target.render(&inlined).into();
     if let Some(placeholder) = leftover_placeholder(&rendered) {
         crate::pg::errors::raise(
@@ -204,6 +232,17 @@ mod unit_tests {
     use super::{blocks, leftover_placeholder, Query};
 
     #[test]
+    fn every_fragment_is_used_and_names_no_statement() {
+        for (name, fragment) in super::fragments() {
+            assert!(!fragment.is_empty(), "fragment {name} is empty");
+            assert!(!blocks().contains_key(name), "fragment {name} has a statement's name");
+            let placeholder = format!("{{{name}}}");
+            assert!(blocks().values().any(|b| b.contains(&placeholder)), "fragment {name} is used by no statement");
+        }
+        assert!(super::fragments().contains_key("eligible"));
+    }
+
+    #[test]
     fn a_placeholder_left_after_rendering_is_found_and_array_literals_are_not() {
         assert_eq!(leftover_placeholder("SELECT 1 FROM {eligible} WHERE x"), Some("{eligible}"));
         assert_eq!(leftover_placeholder("SELECT {sites.tenant_id}"), Some("{sites.tenant_id}"));
@@ -216,7 +255,7 @@ mod unit_tests {
         let names: Vec<&str> = Query::ALL.iter().map(|q| q.name()).collect();
         let mut declared: Vec<&str> = super::QUERIES_SQL
             .lines()
-            .filter_map(|line| line.strip_prefix("-- name: "))
+            .filter_map(|line| line.strip_prefix(super::NAME))
             .map(str::trim)
             .filter(|name| !name.ends_with(super::CITUS_VARIANT))
             .collect();

@@ -7,63 +7,139 @@ use crate::schema::layout::{Layout, Placement};
 use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
+/// A column chom uses, by its role: its table and its name in CHOM's schema. chom follows the application's
+/// renames of them ([`Target::column`] gives the current name), so code names a role, never a string: a typo
+/// does not compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Col {
+    TenantsId,
+    SitesId,
+    SitesTenantId,
+    SitesVpsId,
+    SitesStorageUsedMb,
+    SitesDeletedAt,
+    VpsId,
+    VpsHostname,
+    VpsStatus,
+    VpsAllocationType,
+    VpsHealthStatus,
+    VpsSpecMemoryMb,
+    VpsSpecDiskGb,
+    VpsRegion,
+    VpsProvider,
+    CachedStorageMb,
+    CachedSitesCount,
+    CachedAt,
+}
+
+impl Col {
+    /// Every role, the ones chom needs then the cached aggregates, in the order of chom's trigger arguments
+    /// (a dump carries that order: never reorder, only append). `Col::ALL[c as usize] == c`.
+    pub const ALL: [Col; 18] = [
+        Col::TenantsId,
+        Col::SitesId,
+        Col::SitesTenantId,
+        Col::SitesVpsId,
+        Col::SitesStorageUsedMb,
+        Col::SitesDeletedAt,
+        Col::VpsId,
+        Col::VpsHostname,
+        Col::VpsStatus,
+        Col::VpsAllocationType,
+        Col::VpsHealthStatus,
+        Col::VpsSpecMemoryMb,
+        Col::VpsSpecDiskGb,
+        Col::VpsRegion,
+        Col::VpsProvider,
+        Col::CachedStorageMb,
+        Col::CachedSitesCount,
+        Col::CachedAt,
+    ];
+
+    /// The table and the column's name in CHOM's schema, with the types chom accepts. Keys must be uuid: the
+    /// triggers read them as 16-byte values, so a schema with other key types is refused at install rather
+    /// than half-working.
+    const fn role(self) -> (&'static str, &'static str, &'static [&'static str]) {
+        const UUID: &[&str] = &["uuid"];
+        const TEXT: &[&str] = &["character varying", "text"];
+        const INTEGER: &[&str] = &["integer"];
+        match self {
+            Col::TenantsId => ("tenants", "id", UUID),
+            Col::SitesId => ("sites", "id", UUID),
+            Col::SitesTenantId => ("sites", "tenant_id", UUID),
+            Col::SitesVpsId => ("sites", "vps_id", UUID),
+            // read as a 64-bit integer: any integer type of Postgres widens to it
+            Col::SitesStorageUsedMb => ("sites", "storage_used_mb", &["bigint", "integer", "smallint"]),
+            Col::SitesDeletedAt => {
+                ("sites", "deleted_at", &["timestamp without time zone", "timestamp with time zone"])
+            }
+            Col::VpsId => ("vps_servers", "id", UUID),
+            Col::VpsHostname => ("vps_servers", "hostname", TEXT),
+            Col::VpsStatus => ("vps_servers", "status", TEXT),
+            Col::VpsAllocationType => ("vps_servers", "allocation_type", TEXT),
+            Col::VpsHealthStatus => ("vps_servers", "health_status", TEXT),
+            Col::VpsSpecMemoryMb => ("vps_servers", "spec_memory_mb", INTEGER),
+            Col::VpsSpecDiskGb => ("vps_servers", "spec_disk_gb", INTEGER),
+            Col::VpsRegion => ("vps_servers", "region", TEXT),
+            Col::VpsProvider => ("vps_servers", "provider", TEXT),
+            Col::CachedStorageMb => ("tenants", "cached_storage_mb", &["bigint"]),
+            Col::CachedSitesCount => ("tenants", "cached_sites_count", &["integer", "bigint"]),
+            Col::CachedAt => ("tenants", "cached_at", &["timestamp without time zone"]),
+        }
+    }
+
+    /// The table the column belongs to.
+    pub const fn table(self) -> &'static str {
+        self.role().0
+    }
+
+    /// The column's name in CHOM's schema (its current name is [`Target::column`]'s).
+    pub const fn name(self) -> &'static str {
+        self.role().1
+    }
+
+    /// The types chom works with.
+    pub const fn accepted_types(self) -> &'static [&'static str] {
+        self.role().2
+    }
+
+    /// One of the cached aggregates chom adds to `tenants` (the others the application's migrations create).
+    pub fn is_cached(self) -> bool {
+        CACHED_COLUMNS.iter().any(|cached| cached.col == self)
+    }
+}
+
 /// The cached aggregate columns chom adds to `tenants` (or adopts, when the application's migration added
-/// them), with their definition and the types chom accepts.
+/// them), with their definition.
 #[derive(Debug, PartialEq)]
 pub struct CachedColumn {
-    pub name: &'static str,
+    pub col: Col,
     pub definition: &'static str,
-    pub accepted_types: &'static [&'static str],
+}
+
+impl CachedColumn {
+    /// Its name in CHOM's schema.
+    pub fn name(&self) -> &'static str {
+        self.col.name()
+    }
 }
 
 pub const CACHED_COLUMNS: &[CachedColumn] = &[
-    CachedColumn { name: "cached_storage_mb", definition: "bigint NOT NULL DEFAULT 0", accepted_types: &["bigint"] },
-    CachedColumn {
-        name: "cached_sites_count",
-        definition: "integer NOT NULL DEFAULT 0",
-        accepted_types: &["integer", "bigint"],
-    },
-    CachedColumn {
-        name: "cached_at",
-        definition: "timestamp(0) without time zone NULL",
-        accepted_types: &["timestamp without time zone"],
-    },
-];
-
-/// The columns chom reads or writes, with the types it accepts. Keys must be uuid: the triggers read them as
-/// 16-byte values, so a schema with other key types is refused at install rather than half-working.
-pub const REQUIRED_COLUMNS: &[(&str, &str, &[&str])] = &[
-    ("tenants", "id", &["uuid"]),
-    ("sites", "id", &["uuid"]),
-    ("sites", "tenant_id", &["uuid"]),
-    ("sites", "vps_id", &["uuid"]),
-    // read as a 64-bit integer: any integer type of Postgres widens to it
-    ("sites", "storage_used_mb", &["bigint", "integer", "smallint"]),
-    ("sites", "deleted_at", &["timestamp without time zone", "timestamp with time zone"]),
-    ("vps_servers", "id", &["uuid"]),
-    ("vps_servers", "hostname", &["character varying", "text"]),
-    ("vps_servers", "status", &["character varying", "text"]),
-    ("vps_servers", "allocation_type", &["character varying", "text"]),
-    ("vps_servers", "health_status", &["character varying", "text"]),
-    ("vps_servers", "spec_memory_mb", &["integer"]),
-    ("vps_servers", "spec_disk_gb", &["integer"]),
-    ("vps_servers", "region", &["character varying", "text"]),
-    ("vps_servers", "provider", &["character varying", "text"]),
+    CachedColumn { col: Col::CachedStorageMb, definition: "bigint NOT NULL DEFAULT 0" },
+    CachedColumn { col: Col::CachedSitesCount, definition: "integer NOT NULL DEFAULT 0" },
+    CachedColumn { col: Col::CachedAt, definition: "timestamp(0) without time zone NULL" },
 ];
 
 /// The schema of chom's own tables (created by the extension): out of the application's schema, where
 /// Laravel's migrate:fresh drops every table.
 pub const CHOM_SCHEMA: &str = "chom";
 
-/// The columns chom uses, as (table, name in CHOM's schema): the ones it needs, then the cached aggregates. chom
-/// follows the application's renames of them; [`Target::columns`] holds their current names in this order, and
-/// chom's triggers carry them as their arguments, so that the schema itself (and a dump of it) says what they
-/// are called.
+/// The columns chom uses, as (table, name in CHOM's schema), in the order of [`Col::ALL`]. chom follows the
+/// application's renames of them; [`Target::columns`] holds their current names in this order, and chom's
+/// triggers carry them as their arguments, so that the schema itself (and a dump of it) says what they are
+/// called.
 pub fn column_roles() -> impl Iterator<Item = (&'static str, &'static str)> {
-    REQUIRED_COLUMNS
-        .iter()
-        .map(|(table, column, _)| (*table, *column))
-        .chain(CACHED_COLUMNS.iter().map(|c| ("tenants", c.name)))
+    Col::ALL.into_iter().map(|col| (col.table(), col.name()))
 }
 
 /// CHOM's schema, resolved, with chom's own schema for its tables and the current names of the columns chom
@@ -94,12 +170,9 @@ impl Target {
         self
     }
 
-    /// The current name of a column chom uses, given its name in CHOM's schema.
-    pub fn column(&self, table: &str, column: &str) -> &str {
-        column_roles()
-            .position(|role| role == (table, column))
-            .map(|i| self.columns[i].as_str())
-            .unwrap_or_else(|| panic!("{table}.{column} is not a column chom uses"))
+    /// The current name of a column chom uses.
+    pub fn column(&self, col: Col) -> &str {
+        &self.columns[col as usize]
     }
 
     /// `"schema"."table"` for one of CHOM's tables.
@@ -247,8 +320,7 @@ fn refuse_forced_row_security(tables: &[(String, String, bool, bool)]) {
 
 /// Whether chom reads or writes this column of one of CHOM's tables.
 pub fn needs_column(table: &str, column: &str) -> bool {
-    REQUIRED_COLUMNS.iter().any(|(t, c, _)| *t == table && *c == column)
-        || (table == "tenants" && CACHED_COLUMNS.iter().any(|c| c.name == column))
+    Col::ALL.iter().any(|col| col.table() == table && col.name() == column)
 }
 
 /// Something that keeps chom from working on a schema.
@@ -306,11 +378,8 @@ pub fn check_required(target: &Target) {
 /// Every table and column chom needs that is missing or of a type chom cannot work with, in one query. The
 /// cached columns count when `installed` (before, chom_install() adds the missing ones).
 pub fn problems(target: &Target, installed: bool) -> Vec<Problem> {
-    let wanted = REQUIRED_COLUMNS
-        .iter()
-        .map(|(table, column, accepted)| (*table, *column, *accepted))
-        .chain(CACHED_COLUMNS.iter().map(|c| ("tenants", c.name, c.accepted_types)));
-    let (tables, columns): (Vec<&str>, Vec<&str>) = wanted.clone().map(|(t, c, _)| (t, target.column(t, c))).unzip();
+    let (tables, columns): (Vec<&str>, Vec<&str>) =
+        Col::ALL.iter().map(|col| (col.table(), target.column(*col))).unzip();
     let found: Vec<(bool, Option<String>)> = crate::pg::db::rows(
         "SELECT c.oid IS NOT NULL, a.atttypid::pg_catalog.regtype::text \
            FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS w(table_name, column_name, position) \
@@ -323,12 +392,11 @@ pub fn problems(target: &Target, installed: bool) -> Vec<Problem> {
         |row| (row.required(1), row.get(2)),
     );
     let mut problems: Vec<Problem> = Vec::new();
-    for ((table, role, accepted), (table_exists, found)) in wanted.zip(found) {
-        let cached = table == "tenants" && CACHED_COLUMNS.iter().any(|c| c.name == role);
-        let column = target.column(table, role);
+    for (col, (table_exists, found)) in Col::ALL.into_iter().zip(found) {
+        let (table, column, accepted) = (col.table(), target.column(col), col.accepted_types());
         let problem = match found {
             None if !table_exists => Problem::MissingTable(table.into()),
-            None if cached && !installed => continue,
+            None if col.is_cached() && !installed => continue,
             None => Problem::MissingColumn { table: table.into(), column: column.into() },
             Some(found) if !accepted.contains(&found.as_str()) => Problem::WrongType {
                 table: table.into(),
@@ -343,6 +411,23 @@ pub fn problems(target: &Target, installed: bool) -> Vec<Problem> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::{column_roles, Col};
+
+    #[test]
+    fn each_role_is_at_its_own_position_and_named_once() {
+        for (position, col) in Col::ALL.into_iter().enumerate() {
+            assert_eq!(col as usize, position, "{col:?}");
+        }
+        let roles: Vec<_> = column_roles().collect();
+        for (i, role) in roles.iter().enumerate() {
+            assert!(!roles[..i].contains(role), "{role:?} twice");
+        }
+        assert_eq!(Col::ALL.into_iter().filter(|col| col.is_cached()).count(), 3);
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
