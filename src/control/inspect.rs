@@ -169,8 +169,8 @@ pub fn inspect(target: &Target) -> Facts {
     if target.layout.distributed() {
         let outbox = std::ffi::CString::new(OUTBOX).unwrap_or_default();
         facts.own_tables.outbox = Some(relation_oid(CHOM_SCHEMA, &outbox).is_some());
-    } else if relation_oid(CHOM_SCHEMA, c"tenant_deltas").is_some() {
-        facts.own_tables.unfolded_deltas = Some(crate::maintain::deltas::depth(target));
+    } else {
+        facts.own_tables.unfolded_deltas = crate::maintain::deltas::depth(target);
     }
     if target.layout.distributed() {
         // Citus copies the triggers of a distributed table to its shards, except TRUNCATE triggers (a TRUNCATE

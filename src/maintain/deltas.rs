@@ -402,15 +402,15 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
     }
 }
 
-/// How many deltas wait to be folded, and when the oldest was written (chom_metrics()).
-pub fn depth(target: &Target) -> (i64, Option<TimestampWithTimeZone>) {
+/// How many deltas wait to be folded, and when the oldest was written (chom_status(), chom_metrics()); None
+/// without chom.tenant_deltas (an update to 0.4.0 not run yet).
+pub fn depth(target: &Target) -> Option<(i64, Option<TimestampWithTimeZone>)> {
     if !deltas_table_exists() {
-        return (0, None);
+        return None;
     }
-    crate::pg::db::rows(&queries::sql(target, Query::UnfoldedDepth), &[], |row| (row.required(1), row.get(2)))
-        .into_iter()
-        .next()
-        .unwrap_or((0, None))
+    let depth =
+        crate::pg::db::rows(&queries::sql(target, Query::UnfoldedDepth), &[], |row| (row.required(1), row.get(2)));
+    Some(depth.into_iter().next().unwrap_or_else(|| crate::pg::db::missing("unfolded_depth")))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -132,9 +132,10 @@ pub fn chom_metrics() -> TableIterator<
         _ => (false, None, None, None, None, None),
     };
     let count = |pick: fn(&ObjectCounts) -> i32| counts.as_ref().map(pick);
-    let (unfolded, oldest_unfolded) = match &target {
-        Some(target) => {
-            let (depth, oldest) = crate::maintain::deltas::depth(target);
+    // read by the inspection already; none to fold on Citus or before the update that creates the table
+    let (unfolded, oldest_unfolded) = match &inspected {
+        Some((facts, _)) => {
+            let (depth, oldest) = facts.own_tables.unfolded_deltas.unwrap_or((0, None));
             (Some(depth), oldest)
         }
         None => (None, None),
