@@ -163,11 +163,12 @@ pub fn installed_or_discovered() -> Option<Target> {
 
 /// The target a function with `need` works on, or its error (see [`Need`]).
 pub fn require(need: Need) -> Target {
-    let (found, missing, hint) = match need {
+    let (found, code, missing, hint) = match need {
         Need::Installed => {
             layout::require_coordinator("this function of chom's");
             (
                 installed(),
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "chom is not installed on CHOM's tables",
                 "Run SELECT * FROM chom_install(); once the tenants, sites and vps_servers tables exist.",
             )
@@ -176,19 +177,17 @@ pub fn require(need: Need) -> Target {
             layout::require_coordinator("chom_install()");
             (
                 installed_or_discovered(),
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
                 "chom cannot be installed: no tenants table was found",
                 "Create CHOM's tables (or restore them) first, or have a superuser set chom.install_schema.",
             )
         }
         Need::ToIndex => (
             installed_or_discovered(),
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             "no tenants table was found: there is no CHOM schema to index",
             "A superuser sets chom.install_schema to the schema that holds CHOM's tables.",
         ),
-    };
-    let code = match need {
-        Need::Installed => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        Need::ToInstall | Need::ToIndex => PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
     };
     found.unwrap_or_else(|| raise(code, missing, Some(hint)))
 }
