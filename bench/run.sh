@@ -277,6 +277,15 @@ floor_tests() { # <rep>: the single-row mix with chom's triggers off and its mai
     bench write floor "single-row mix" "$c" "$1" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
       -f "$P/floor_insert.sql@5" -f "$P/floor_update.sql@4" -f "$P/floor_softdelete.sql@1"
   done
+  busy_floor_tests "$1"
+}
+busy_floor_tests() { # <rep>: inserts into the biggest tenant by 4 and 16 writers, chom's triggers off, each writing
+  # by hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql): a delta row and the VPS's count
+  local c
+  for c in 4 16; do
+    bench write floor "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_busy_insert.sql"
+  done
+  db -c "SELECT chom_fold_deltas()" >/dev/null
 }
 tx_tests() { # <config> <rep>: multi-statement transactions, pgbench counting deadlocks (no retries); the seed's
   # per-row recount locks each tenant at its statement, so its random-order transactions deadlock: the reference
@@ -298,7 +307,9 @@ paired_single_row() {
   if ((BUSY_ONLY)); then
     for ((rep = 1; rep <= RUNS; rep++)); do
       chom_triggers disable; insert_biggest_tests none "$rep"; restore_writes
-      chom_triggers enable; insert_biggest_tests chom "$rep"; busy_tenant_tests "$rep"; restore_writes
+      busy_floor_tests "$rep"; chom_triggers enable; restore_writes
+      check_drift "busy floor (spills written by hand), after its run $rep and the restore"
+      insert_biggest_tests chom "$rep"; busy_tenant_tests "$rep"; restore_writes
     done
     return
   fi
@@ -443,7 +454,10 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "uninstalled), chom = chom's statement triggers; none and chom were measured in turn. floor = the single-row"
     echo "mix with chom's triggers off and the same maintenance written by hand into each statement (the tenant's count"
     echo "and storage, the VPS's live sites: bench/pgbench/floor_*.sql), what exact per-commit aggregates cost at the"
-    echo "least. deadlocks none / seed / chom: deadlock failures over all runs (the multi-statement transaction tests,"
+    echo "least; for inserts into the biggest tenant by 4 and 16 writers, floor = each insert writing by hand what a spilled"
+    echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql), what"
+    echo "exact aggregates cost at the least when writers of one tenant must not queue on its row."
+    echo "deadlocks none / seed / chom: deadlock failures over all runs (the multi-statement transaction tests,"
     echo "pgbench --max-tries=1)."
     echo
     "${RSQL[@]}" -At -c "SELECT line FROM md_writes ORDER BY ord"

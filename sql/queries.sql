@@ -137,11 +137,11 @@ SELECT t.{tenants.id} FROM {tenants} t WHERE t.{tenants.id} = ANY ($1::uuid[])
 
 -- name: tenant_headroom
 -- How many live sites tenant $1 may still gain under its tier's max_sites, its unfolded deltas counted; NULL
--- when it is unlimited (-1) or its tier has no limits row.
+-- when it is unlimited (-1) or its tier has no limits row; no row when the tenant has none.
 SELECT l.max_sites - (t.{tenants.cached_sites_count} + u.sites)
   FROM {tenants} t
   CROSS JOIN LATERAL ({unfolded}) u
-  JOIN {tier_limits} l ON l.tier = t.tier AND l.max_sites >= 0
+  LEFT JOIN {tier_limits} l ON l.tier = t.tier AND l.max_sites >= 0
  WHERE t.{tenants.id} = $1
 
 -- name: spill_tenant_deltas

@@ -5,7 +5,7 @@
 //! records the last full recompute instead.
 
 use crate::maintain::changes::{checked_tenant_change, checked_vps_change, Changes, UuidBytes};
-use crate::maintain::deltas;
+use crate::maintain::deltas::{self, QuotaSpill};
 use crate::maintain::rows::{self, run, uuid_array};
 use crate::pg::db;
 use crate::pg::plans::execute;
@@ -150,9 +150,10 @@ fn existing(client: &mut SpiClient<'_>, target: &Target, ids: impl Iterator<Item
 }
 
 /// One tenant's change (most single-row writes): applied to its row when no other commit holds it, spilled
-/// when one does and the tenant's gate is open, applied after waiting otherwise. Where the quota applies to a
-/// raise, the spill rule of [`deltas::may_spill_under_quota`] decides first; a tenant near its limit has its
-/// gate closed and is returned, to be checked on its locked row.
+/// when one does and the tenant's gate is open, applied after waiting otherwise. A tenant whose row this
+/// backend found held a moment ago spills without trying the row ([`deltas::held_recently`]). Where the quota
+/// applies to a raise, the spill rule of [`deltas::may_spill_under_quota`] decides first; a tenant near its
+/// limit has its gate closed and is returned, to be checked on its locked row.
 fn apply_or_spill_one(
     client: &mut SpiClient<'_>,
     target: &Target,
@@ -161,25 +162,36 @@ fn apply_or_spill_one(
     quota: bool,
 ) -> Vec<UuidBytes> {
     let args = [Uuid::from_bytes(*id).into(), sites.into(), storage.into()];
+    // whether the tenant has a row, when the quota's read already told
+    let mut exists = None;
     if quota && sites > 0 {
         let opened = deltas::try_open_gate(id);
-        if !opened || !deltas::may_spill_under_quota(client, target, id, i64::from(sites)) {
+        let verdict = if opened {
+            deltas::may_spill_under_quota(client, target, id, i64::from(sites))
+        } else {
+            QuotaSpill::Refused
+        };
+        let QuotaSpill::Allowed { tenant_exists } = verdict else {
             if opened {
                 deltas::release_gate(id);
             }
             deltas::close_gates([id]);
             run(client, target, Query::ApplyTenantDelta, &[UUID, INT4, INT8], &args);
             return vec![*id];
-        }
+        };
+        exists = Some(tenant_exists);
     }
-    if run(client, target, Query::TryApplyTenantDelta, &[UUID, INT4, INT8], &args).len() == 1 {
-        return Vec::new();
+    if !deltas::held_recently(id) {
+        if run(client, target, Query::TryApplyTenantDelta, &[UUID, INT4, INT8], &args).len() == 1 {
+            return Vec::new();
+        }
+        deltas::remember_held(id);
     }
     if !deltas::try_open_gate(id) {
         run(client, target, Query::ApplyTenantDelta, &[UUID, INT4, INT8], &args);
         return Vec::new();
     }
-    if !existing(client, target, std::iter::once(*id)).is_empty() {
+    if exists.unwrap_or_else(|| !existing(client, target, std::iter::once(*id)).is_empty()) {
         deltas::spill(client, target, &[(*id, (sites, storage))]);
     }
     Vec::new()

@@ -33,7 +33,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{pg_sys, Uuid};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
@@ -47,6 +47,13 @@ const FOLDER_LOCK: u16 = 0x6366;
 /// Where a quota applies, a change that raises a tenant by at most this many sites may spill (see
 /// [`may_spill_under_quota`]).
 pub const QUOTA_SPILL_AT_MOST: i64 = 1;
+/// After a commit found a tenant's row held by another commit, this backend's commits spill that tenant's
+/// changes for this long without trying the row first. On a busy tenant the try is the dearest part of a
+/// commit: an UPDATE's executor start, and a row lock taken beside the inserting transactions' foreign-key
+/// locks (a new multixact each time) or found held; the spill itself is one insert.
+const HELD_RECENTLY: Duration = Duration::from_millis(500);
+/// Tenants a backend remembers as held, at most (the oldest is forgotten first).
+const HELD_REMEMBERED_AT_MOST: usize = 16;
 /// Tenants folded in one transaction of the fold.
 const FOLD_BATCH: i64 = 1000;
 /// How often the fold worker looks for deltas (the few the spills of a round leave make the reads' sum cheap and
@@ -61,6 +68,28 @@ const LAUNCH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 thread_local! {
     /// When this backend last started a fold worker. Never dropped (docs/crash-hunt.md).
     static LAST_LAUNCH: ManuallyDrop<Cell<Option<Instant>>> = const { ManuallyDrop::new(Cell::new(None)) };
+    /// The tenants whose rows this backend found held, and when ([`HELD_RECENTLY`]). Never dropped.
+    static HELD: ManuallyDrop<RefCell<Vec<(UuidBytes, Instant)>>> = const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+}
+
+/// Whether this backend found `tenant`'s row held by another commit less than [`HELD_RECENTLY`] ago: its
+/// change then spills without trying the row (spilling is always exact; this only decides what is cheaper).
+pub fn held_recently(tenant: &UuidBytes) -> bool {
+    let now = Instant::now();
+    HELD.with(|held| held.borrow().iter().any(|(id, at)| id == tenant && now.duration_since(*at) < HELD_RECENTLY))
+}
+
+/// Remembers that a commit of this backend found `tenant`'s row held just now.
+pub fn remember_held(tenant: &UuidBytes) {
+    let now = Instant::now();
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        held.retain(|(id, at)| id != tenant && now.duration_since(*at) < HELD_RECENTLY);
+        if held.len() >= HELD_REMEMBERED_AT_MOST {
+            held.remove(0);
+        }
+        held.push((*tenant, now));
+    });
 }
 
 /// Whether `chom.tenant_deltas` exists: not yet while an update from a release before 0.4.0 runs the scripts
@@ -129,24 +158,42 @@ pub fn close_all_gates() {
     }
 }
 
+/// What the quota's rule says about a raise that would spill ([`may_spill_under_quota`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaSpill {
+    /// Too big a raise, or a tenant too near its limit: the raise takes the locked path.
+    Refused,
+    /// The raise may spill; the same read told whether the tenant has a row (a change of a tenant without one
+    /// is dropped, never spilled).
+    Allowed { tenant_exists: bool },
+}
+
 /// Whether a change raising `tenant` by `sites` may spill where the site quota applies: only a small raise
 /// ([`QUOTA_SPILL_AT_MOST`]) of a tenant that stays under its limit even if every other process of the
 /// server had a spill of the same size in flight (at most one each), or of an unlimited tenant. Spills in
 /// flight hold the tenant's gate and each passed this test, so the limit holds without their commits waiting
 /// for each other; a tenant near its limit takes the locked path, where the check is exact.
-pub fn may_spill_under_quota(client: &mut SpiClient<'_>, target: &Target, tenant: &UuidBytes, sites: i64) -> bool {
+pub fn may_spill_under_quota(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    tenant: &UuidBytes,
+    sites: i64,
+) -> QuotaSpill {
     if sites > QUOTA_SPILL_AT_MOST {
-        return false;
+        return QuotaSpill::Refused;
     }
     let headroom =
         execute(client, &queries::sql(target, Query::TenantHeadroom), &[UUID], &[Uuid::from_bytes(*tenant).into()])
             .next()
-            // the row's one column: NULL when the tenant is unlimited
+            // the row's columns: the headroom, NULL when the tenant is unlimited
             .map(|row| crate::pg::db::nullable::<i64>(&row, 1));
     match headroom {
-        None => true, // no such tenant: nothing is applied, nothing to check
-        Some(None) => true,
-        Some(Some(left)) => left >= sites + processes_at_most() * QUOTA_SPILL_AT_MOST,
+        None => QuotaSpill::Allowed { tenant_exists: false },
+        Some(None) => QuotaSpill::Allowed { tenant_exists: true },
+        Some(Some(left)) if left >= sites + processes_at_most() * QUOTA_SPILL_AT_MOST => {
+            QuotaSpill::Allowed { tenant_exists: true }
+        }
+        Some(Some(_)) => QuotaSpill::Refused,
     }
 }
 
