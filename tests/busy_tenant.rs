@@ -143,6 +143,30 @@ fn a_session_that_found_its_tenant_row_held_spills_its_next_commit_without_tryin
     assert_reads_exact(&mut db, "with the deltas of both spills unfolded");
 }
 
+/// A transaction that deletes a tenant with its sites, while its session spills that tenant's commits, leaves no
+/// delta behind: a change that removes sites is spilled only for a tenant that still has a row.
+#[test]
+fn deleting_a_tenant_with_its_sites_leaves_no_delta_for_it() {
+    let server = Server::start();
+    let mut db = database_with_busy_tenant(&server, 5);
+    stop_the_fold(&server);
+    let mut writer = server.connect("app");
+    let mut holder = server.connect("app");
+    holder.batch_execute(&format!("BEGIN; SELECT FROM tenants WHERE id = {TENANT} FOR NO KEY UPDATE")).unwrap();
+    insert_site(&mut writer, "spilled.test").unwrap();
+    holder.batch_execute("COMMIT").unwrap();
+    assert_eq!(unfolded(&mut db), 1, "the insert found the row held and spilled");
+    writer
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM sites WHERE tenant_id = {TENANT}; DELETE FROM tenants WHERE id = {TENANT}; COMMIT"
+        ))
+        .unwrap();
+    assert_eq!(unfolded(&mut db), 1, "no delta for the deleted tenant's removed sites");
+    assert_eq!(scalar_i64(&mut db, "SELECT chom_fold_deltas()"), 1);
+    assert_eq!(unfolded(&mut db), 0, "the fold drops the delta of a tenant without a row");
+    assert_eq!(drifted_tenants(&mut db), 0);
+}
+
 #[test]
 fn concurrent_durable_writers_of_one_tenant_keep_every_read_through_chom_exact() {
     let server = Server::start();

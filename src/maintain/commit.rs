@@ -191,7 +191,11 @@ fn apply_or_spill_one(
         run(client, target, Query::ApplyTenantDelta, &[UUID, INT4, INT8], &args);
         return Vec::new();
     }
-    if exists.unwrap_or_else(|| !existing(client, target, std::iter::once(*id)).is_empty()) {
+    // A change that only adds (inserts, restores) spills unchecked: should its tenant have no row, the fold drops
+    // it, as the locked path would. A change that removes is checked first: its tenant may be the one this very
+    // transaction deleted with its sites, and a delta left for it would join a row re-created under that id.
+    let adds_only = sites >= 0 && storage >= 0;
+    if exists.unwrap_or_else(|| adds_only || !existing(client, target, std::iter::once(*id)).is_empty()) {
         deltas::spill(client, target, &[(*id, (sites, storage))]);
     }
     Vec::new()
