@@ -144,6 +144,10 @@ SELECT l.max_sites - (t.{tenants.cached_sites_count} + u.sites)
   LEFT JOIN {tier_limits} l ON l.tier = t.tier AND l.max_sites >= 0
  WHERE t.{tenants.id} = $1
 
+-- name: spill_tenant_delta
+-- One tenant's change, whose row another commit held, as an insert-only row (run as chom).
+INSERT INTO {chom}.tenant_deltas (tenant_id, sites, storage_mb) VALUES ($1, $2, $3)
+
 -- name: spill_tenant_deltas
 -- Changes of tenants whose rows other commits held, as insert-only rows (run as chom).
 INSERT INTO {chom}.tenant_deltas (tenant_id, sites, storage_mb)

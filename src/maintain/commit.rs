@@ -30,13 +30,29 @@ pub fn apply(target: &Target, changes: &Changes) {
         // CHOM's tables were dropped in this very transaction: nothing is left to keep exact
         return;
     }
-    run_as(target, Principal::TablesOwner, || Spi::connect_mut(|client| apply_tenants(client, target, changes)));
-    if matches!(target.layout, Layout::Shard(_)) {
-        run_as(target, Principal::Chom, || Spi::connect_mut(|client| queue_vps(client, target, changes)));
-    } else if changes.touches_vps() {
-        run_as(target, Principal::Chom, || Spi::connect_mut(|client| apply_vps(client, target, changes)));
+    let mut spills = Vec::new();
+    run_as(target, Principal::TablesOwner, || {
+        Spi::connect_mut(|client| apply_tenants(client, target, changes, &mut spills))
+    });
+    // chom's own rows, in one switch to chom: the spilled changes, then the VPS rows
+    let shard = matches!(target.layout, Layout::Shard(_));
+    if spills.is_empty() && !shard && !changes.touches_vps() {
+        return;
     }
+    run_as(target, Principal::Chom, || {
+        Spi::connect_mut(|client| {
+            deltas::spill(client, target, &spills);
+            if shard {
+                queue_vps(client, target, changes);
+            } else if changes.touches_vps() {
+                apply_vps(client, target, changes);
+            }
+        })
+    });
 }
+
+/// The changes of tenants whose rows other commits held, to be spilled as chom ([`deltas::spill`]).
+type Spills = Vec<(UuidBytes, (i32, i64))>;
 
 /// On a Citus worker: the per-VPS changes go to the outbox shard colocated with the sites shard, in this
 /// transaction; the coordinator's `chom.vps_load` takes them when it drains the outbox ([`crate::maintain::outbox::drain`]).
@@ -53,18 +69,24 @@ fn queue_vps(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
     );
 }
 
-fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes) {
+fn apply_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes, spills: &mut Spills) {
     let quota = crate::pg::settings::site_quota_enforced() && target.tier_limits_exist();
-    let checked = update_tenants(client, target, changes, quota);
+    let checked = update_tenants(client, target, changes, quota, spills);
     if quota {
         enforce_site_quota(client, target, checked);
     }
 }
 
-/// Updates the tenants' aggregates, or spills the changes of tenants whose rows other commits hold
+/// Updates the tenants' aggregates, or adds to `spills` the changes of tenants whose rows other commits hold
 /// ([`deltas`]); returns the tenants whose quota must be checked on their locked rows: those whose live sites
 /// this transaction raised, when `quota` applies, and that did not pass [`deltas::may_spill_under_quota`].
-fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes, quota: bool) -> Vec<UuidBytes> {
+fn update_tenants(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    changes: &Changes,
+    quota: bool,
+    spills: &mut Spills,
+) -> Vec<UuidBytes> {
     if changes.sites_truncated {
         run(client, target, Query::ZeroTenants, &[], &[]);
         deltas::forget(client, target, None);
@@ -106,9 +128,9 @@ fn update_tenants(client: &mut SpiClient<'_>, target: &Target, changes: &Changes
         .collect();
     if deltas::spills(target) && recounts.is_empty() {
         if let (1, Some((id, change))) = (changed.len(), changed.first_key_value()) {
-            return apply_or_spill_one(client, target, id, *change, quota);
+            return apply_or_spill_one(client, target, id, *change, quota, spills);
         }
-        if (!quota || raised.is_empty()) && apply_or_spill_many(client, target, &changed) {
+        if (!quota || raised.is_empty()) && apply_or_spill_many(client, target, &changed, spills) {
             return Vec::new();
         }
     }
@@ -160,6 +182,7 @@ fn apply_or_spill_one(
     id: &UuidBytes,
     (sites, storage): (i32, i64),
     quota: bool,
+    spills: &mut Spills,
 ) -> Vec<UuidBytes> {
     let args = [Uuid::from_bytes(*id).into(), sites.into(), storage.into()];
     // whether the tenant has a row, when the quota's read already told
@@ -196,7 +219,7 @@ fn apply_or_spill_one(
     // transaction deleted with its sites, and a delta left for it would join a row re-created under that id.
     let adds_only = sites >= 0 && storage >= 0;
     if exists.unwrap_or_else(|| adds_only || !existing(client, target, std::iter::once(*id)).is_empty()) {
-        deltas::spill(client, target, &[(*id, (sites, storage))]);
+        spills.push((*id, (sites, storage)));
     }
     Vec::new()
 }
@@ -204,7 +227,12 @@ fn apply_or_spill_one(
 /// Several tenants' changes, none checked by the quota: the rows no other commit holds are updated, the others
 /// spilled. Needs every tenant's gate open (taken without waiting, before any row lock); false, with nothing
 /// done, when one is closed: the caller takes the locked path.
-fn apply_or_spill_many(client: &mut SpiClient<'_>, target: &Target, changed: &BTreeMap<UuidBytes, (i32, i64)>) -> bool {
+fn apply_or_spill_many(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    changed: &BTreeMap<UuidBytes, (i32, i64)>,
+    spills: &mut Spills,
+) -> bool {
     let mut opened = Vec::with_capacity(changed.len());
     for id in changed.keys() {
         if !deltas::try_open_gate(id) {
@@ -216,9 +244,7 @@ fn apply_or_spill_many(client: &mut SpiClient<'_>, target: &Target, changed: &BT
     let locked = rows::lock_tenants(client, target, Query::TryLockTenants, changed.keys().copied());
     rows::apply_locked(client, target, changed, &locked);
     let held = changed.keys().filter(|id| !locked.contains_key(*id)).copied();
-    let spilled: Vec<(UuidBytes, (i32, i64))> =
-        existing(client, target, held).into_iter().filter_map(|id| Some((id, *changed.get(&id)?))).collect();
-    deltas::spill(client, target, &spilled);
+    spills.extend(existing(client, target, held).into_iter().filter_map(|id| Some((id, *changed.get(&id)?))));
     true
 }
 

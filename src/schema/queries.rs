@@ -42,6 +42,7 @@ queries! {
     TryLockTenants = "try_lock_tenants",
     ExistingTenants = "existing_tenants",
     TenantHeadroom = "tenant_headroom",
+    SpillTenantDelta = "spill_tenant_delta",
     SpillTenantDeltas = "spill_tenant_deltas",
     DeltaTenants = "delta_tenants",
     TakeTenantDeltas = "take_tenant_deltas",
