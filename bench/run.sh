@@ -3,7 +3,7 @@
 # real schema, and measures with pgbench, on the same server and data:
 #   reads  : before (base schema) vs seed (the app's 20 indexes + live COUNT/SUM + withCount) vs chom
 #   writes : none (chom's sites triggers disabled) vs the seed's recount row trigger vs chom: single-row writes,
-#            (and floor: the single-row mix keeping the aggregates by hand in the same statement, no trigger),
+#            (and floor: the same writes keeping the aggregates by hand, no trigger: bench/pgbench/floor_*.sql),
 #            multi-statement transactions (pgbench counting deadlocks), bulk insert
 # Prints a table and writes bench/out/report-<date>.md. Builds chom in release mode and installs it into
 # Postgres 15 first (--no-build to measure what is installed); set-up as for the tests (scripts/setup.sh).
@@ -277,6 +277,14 @@ floor_tests() { # <rep>: the single-row mix with chom's triggers off and its mai
     bench write floor "single-row mix" "$c" "$1" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
       -f "$P/floor_insert.sql@5" -f "$P/floor_update.sql@4" -f "$P/floor_softdelete.sql@1"
   done
+  # the multi-statement transactions with the commit's maintenance written by hand as their last statement,
+  # deadlock-free as chom's (tenants locked in id order)
+  bench write floor "3-tenant tx, random order" 4 "$1" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
+    --max-tries=1 --failures-detailed -f "$P/floor_tx3_random.sql"
+  for c in 1 4; do
+    bench write floor "20-update tx, one tenant" "$c" "$1" "$WRITE_T" -D ntx="$TX_N" -D nclients="$c" \
+      --max-tries=1 --failures-detailed -f "$P/floor_tx_loop20.sql"
+  done
   busy_floor_tests "$1"
 }
 busy_floor_tests() { # <rep>: inserts into the biggest tenant by 4 and 16 writers, chom's triggers off, each writing
@@ -454,7 +462,9 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "uninstalled), chom = chom's statement triggers; none and chom were measured in turn. floor = the single-row"
     echo "mix with chom's triggers off and the same maintenance written by hand into each statement (the tenant's count"
     echo "and storage, the VPS's live sites: bench/pgbench/floor_*.sql), what exact per-commit aggregates cost at the"
-    echo "least; for inserts into the biggest tenant by 4 and 16 writers, floor = each insert writing by hand what a spilled"
+    echo "least; for the multi-statement transactions, floor = the same transaction with the maintenance chom does at"
+    echo "commit written by hand as its last statement, tenants locked in id order (bench/pgbench/floor_tx*.sql);"
+    echo "for inserts into the biggest tenant by 4 and 16 writers, floor = each insert writing by hand what a spilled"
     echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql), what"
     echo "exact aggregates cost at the least when writers of one tenant must not queue on its row."
     echo "deadlocks none / seed / chom: deadlock failures over all runs (the multi-statement transaction tests,"
