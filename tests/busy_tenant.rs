@@ -40,12 +40,16 @@ fn insert_site(session: &mut Client, domain: &str) -> Result<(), postgres::Error
 /// flush): the insert must commit without waiting for it, which a statement timeout turns into a failure
 /// rather than a hang.
 fn spill_one(server: &Server, domain: &str) {
+    spill_from(server, &mut server.connect("app"), domain);
+}
+
+/// [`spill_one`] from the session `writer`, which later commits of a test reuse.
+fn spill_from(server: &Server, writer: &mut Client, domain: &str) {
     let mut holder = server.connect("app");
     holder.batch_execute(&format!("BEGIN; SELECT FROM tenants WHERE id = {TENANT} FOR NO KEY UPDATE")).unwrap();
-    let mut writer = server.connect("app");
     writer.batch_execute("SET statement_timeout = '20s'").unwrap();
     let started = Instant::now();
-    insert_site(&mut writer, domain).unwrap_or_else(|e| panic!("the insert waited for the held row: {e}"));
+    insert_site(writer, domain).unwrap_or_else(|e| panic!("the insert waited for the held row: {e}"));
     assert!(started.elapsed() < Duration::from_secs(10), "the insert waited {:?}", started.elapsed());
     holder.batch_execute("COMMIT").unwrap();
 }
@@ -125,11 +129,8 @@ fn a_session_that_found_its_tenant_row_held_spills_its_next_commit_without_tryin
     let mut db = database_with_busy_tenant(&server, 5);
     stop_the_fold(&server);
     let mut writer = server.connect("app");
-    let mut holder = server.connect("app");
-    holder.batch_execute(&format!("BEGIN; SELECT FROM tenants WHERE id = {TENANT} FOR NO KEY UPDATE")).unwrap();
-    insert_site(&mut writer, "first.test").unwrap();
+    spill_from(&server, &mut writer, "first.test");
     let spilled = Instant::now();
-    holder.batch_execute("COMMIT").unwrap();
     assert_eq!(unfolded(&mut db), 1, "the first commit found the row held and spilled");
     insert_site(&mut writer, "second.test").unwrap();
     if spilled.elapsed() < Duration::from_millis(400) {
@@ -151,10 +152,7 @@ fn deleting_a_tenant_with_its_sites_leaves_no_delta_for_it() {
     let mut db = database_with_busy_tenant(&server, 5);
     stop_the_fold(&server);
     let mut writer = server.connect("app");
-    let mut holder = server.connect("app");
-    holder.batch_execute(&format!("BEGIN; SELECT FROM tenants WHERE id = {TENANT} FOR NO KEY UPDATE")).unwrap();
-    insert_site(&mut writer, "spilled.test").unwrap();
-    holder.batch_execute("COMMIT").unwrap();
+    spill_from(&server, &mut writer, "spilled.test");
     assert_eq!(unfolded(&mut db), 1, "the insert found the row held and spilled");
     writer
         .batch_execute(&format!(
