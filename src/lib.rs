@@ -72,6 +72,7 @@ pub extern "C-unwind" fn _PG_init() {
     pg::settings::register();
     schema::resolve::register_invalidation();
     maintain::shards::register_invalidation();
+    maintain::triggers::register_invalidation();
     maintain::pending::register_callbacks();
     maintain::drain_worker::register();
 }

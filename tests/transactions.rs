@@ -266,6 +266,34 @@ fn a_transaction_whose_net_change_is_zero_writes_no_tenant_row() {
     assert_exact(&mut db, "after the loop");
 }
 
+/// A session's triggers keep what they found on their first firing (chom's schema, CHOM's schema, the columns'
+/// positions and types) until an invalidation says it changed: after another session renames the schema of
+/// CHOM's tables, or a column chom reads, the same session's next writes count under the new definition.
+#[test]
+fn a_session_counts_right_after_another_renames_the_schema_or_a_column() {
+    let server = Server::start();
+    let mut db = installed_app(&server);
+    let mut other = server.connect("app");
+    let insert = |db: &mut Client, domain: &str, storage: i64| {
+        db.batch_execute(&format!(
+            "INSERT INTO sites (id, tenant_id, domain, storage_used_mb) VALUES (gen_random_uuid(), md5('tenant7')::uuid, '{domain}', {storage})"
+        ))
+        .unwrap()
+    };
+    insert(&mut db, "first.test", 1);
+    other.batch_execute("ALTER SCHEMA public RENAME TO app_renamed").unwrap();
+    db.batch_execute("SET search_path = app_renamed").unwrap();
+    insert(&mut db, "renamed.test", 2);
+    other.batch_execute("ALTER SCHEMA app_renamed RENAME TO public").unwrap();
+    db.batch_execute("SET search_path = public").unwrap();
+    assert_exact(&mut db, "after a write under the renamed schema");
+    insert(&mut db, "before-rename.test", 3);
+    other.batch_execute("ALTER TABLE sites RENAME COLUMN storage_used_mb TO storage_mb").unwrap();
+    db.batch_execute("UPDATE sites SET storage_mb = storage_mb + 40 WHERE domain = 'before-rename.test'").unwrap();
+    other.batch_execute("ALTER TABLE sites RENAME COLUMN storage_mb TO storage_used_mb").unwrap();
+    assert_exact(&mut db, "after a write of a renamed column");
+}
+
 #[test]
 fn a_stale_stats_read_stores_its_recount_at_commit() {
     let server = Server::start();

@@ -17,8 +17,11 @@ use crate::schema::layout::{node, Node};
 use crate::schema::target::{Col, Target};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ffi::CStr;
+use std::mem::ManuallyDrop;
+use std::rc::Rc;
 
 /// Positions (0-based) of the columns the triggers read, looked up by name in the table's row type.
 struct SiteColumns {
@@ -124,13 +127,88 @@ unsafe fn uuid_bytes(datum: pg_sys::Datum) -> UuidBytes {
     unsafe { *(datum.cast_mut_ptr::<UuidBytes>()) }
 }
 
+/// What a firing of one of chom's triggers acts on: the target, and where the columns it reads are. Worked out
+/// on a trigger's first firing in a backend ([`fired_on`]) and kept for the next ones.
+struct FiredOn {
+    target: Target,
+    columns: Columns,
+}
+
+/// Positions of the columns a trigger reads.
+enum Columns {
+    Sites(SiteColumns),
+    VpsId(usize),
+}
+
+thread_local! {
+    /// Per trigger and relation, what [`resolve_firing`] found (None: nothing to do on this node). Each
+    /// firing otherwise pays for two schema names, the trigger's arguments as strings and a search of the row
+    /// type: on a single-row statement that is as dear as reading its transition table. Cleared by
+    /// [`forget_firings`] on any relcache invalidation (DDL on the table, its triggers, a shard move) and on a
+    /// change of any schema or function (a rename of CHOM's or chom's schema). Never dropped, like the plan
+    /// cache.
+    static FIRINGS: ManuallyDrop<RefCell<Vec<((pg_sys::Oid, pg_sys::Oid), Option<Rc<FiredOn>>)>>> =
+        const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+}
+
+fn forget_firings() {
+    FIRINGS.with(|firings| firings.borrow_mut().clear());
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    forget_firings();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_syscache_invalidation(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    forget_firings();
+}
+
+/// Registers the invalidation callbacks of the firings' cache; called once from _PG_init.
+pub fn register_invalidation() {
+    // SAFETY: registering callbacks with static functions, as Postgres expects from _PG_init.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        for cache in [pg_sys::SysCacheIdentifier::NAMESPACEOID, pg_sys::SysCacheIdentifier::PROCOID] {
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as std::ffi::c_int,
+                Some(on_syscache_invalidation),
+                pg_sys::Datum::from(0),
+            );
+        }
+    }
+}
+
+/// What this firing acts on ([`resolve_firing`]), from the backend's cache when the trigger fired here before.
+fn fired_on(data: &pg_sys::TriggerData, expected: &str) -> Option<Rc<FiredOn>> {
+    // SAFETY: Postgres hands a trigger function a valid relation and trigger.
+    let key = unsafe { ((*data.tg_trigger).tgoid, (*data.tg_relation).rd_id) };
+    let known = FIRINGS.with(|firings| firings.borrow().iter().find(|(k, _)| *k == key).map(|(_, on)| on.clone()));
+    if let Some(on) = known {
+        return on;
+    }
+    let on = resolve_firing(data, expected).map(|target| {
+        // SAFETY: the firing relation's row type, which the transition tables share.
+        let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked((*data.tg_relation).rd_att) };
+        let columns = if expected == "sites" {
+            Columns::Sites(SiteColumns::locate(&tupdesc, &target))
+        } else {
+            Columns::VpsId(column_position(&tupdesc, target.column(Col::VpsId), |oid| oid == pg_sys::UUIDOID))
+        };
+        Rc::new(FiredOn { target, columns })
+    });
+    FIRINGS.with(|firings| firings.borrow_mut().push((key, on.clone())));
+    on
+}
+
 /// CHOM's schema for a trigger firing on one of its tables: the table's own schema, and chom's schema from the
 /// trigger function (no catalogue query on the hot path). Refuses tables other than `expected`, so the
 /// SECURITY DEFINER trigger function cannot be pointed at somebody else's table. On Citus the triggers fire on
 /// shards (`sites_<shardid>`): a shard of CHOM's `sites` gives the target on that shard's placement; a
 /// placement of the reference table `vps_servers` counts on the coordinator only (None elsewhere: nothing to
 /// do on that node).
-fn trigger_target(data: &pg_sys::TriggerData, expected: &str) -> Option<Target> {
+fn resolve_firing(data: &pg_sys::TriggerData, expected: &str) -> Option<Target> {
     // SAFETY: Postgres hands a trigger function a valid relation and trigger.
     let (relid, relname, target) = unsafe {
         let relation = &*data.tg_relation;
@@ -184,7 +262,10 @@ fn chom_sites_aggregates<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let data = trigger.trigger_data();
-    let Some(target) = trigger_target(data, "sites") else { return Ok(None) };
+    let Some(fired) = fired_on(data, "sites") else { return Ok(None) };
+    let (target, Columns::Sites(columns)) = (&fired.target, &fired.columns) else {
+        unreachable!("a sites trigger's firing has the sites columns")
+    };
     if fired_by_truncate(data) {
         // on Citus a TRUNCATE is counted where it is issued, on the coordinator's table; a shard that a move
         // re-created with every trigger of that table fires it too, and must not count it again
@@ -198,14 +279,13 @@ fn chom_sites_aggregates<'a>(
                 Some("Run TRUNCATE sites on the coordinator."),
             )
         }
-        pending::record(&target, Changes::truncate_sites);
+        pending::record(target, Changes::truncate_sites);
         return Ok(None);
     }
     let mut statement = Changes::default();
     // SAFETY: the relation and its transition tables come from Postgres for this firing.
     unsafe {
         let tupdesc_ptr = (*data.tg_relation).rd_att;
-        let columns = SiteColumns::locate(&PgTupleDesc::from_pg_unchecked(tupdesc_ptr), &target);
         for (store, sign) in [(data.tg_oldtable, -1), (data.tg_newtable, 1)] {
             scan_transition_table(store, tupdesc_ptr, columns.deform_up_to, |values, nulls| {
                 // soft-deleted sites are not counted; tenant_id is NOT NULL in CHOM, a NULL counts for nobody
@@ -225,7 +305,7 @@ fn chom_sites_aggregates<'a>(
     statement.retain_changes();
     if !statement.is_empty() {
         let on_shard = matches!(target.layout, Layout::Shard(_));
-        pending::record(&target, |changes| changes.merge(statement));
+        pending::record(target, |changes| changes.merge(statement));
         if on_shard {
             pending::apply_now();
         }
@@ -245,26 +325,27 @@ fn chom_vps_registry<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let data = trigger.trigger_data();
-    let Some(target) = trigger_target(data, "vps_servers") else { return Ok(None) };
+    let Some(fired) = fired_on(data, "vps_servers") else { return Ok(None) };
+    let (target, Columns::VpsId(id)) = (&fired.target, &fired.columns) else {
+        unreachable!("a vps_servers trigger's firing has the VPS id's column")
+    };
     if fired_by_truncate(data) {
-        pending::record(&target, Changes::truncate_vps);
+        pending::record(target, Changes::truncate_vps);
         return Ok(None);
     }
     let store = if data.tg_newtable.is_null() { data.tg_oldtable } else { data.tg_newtable };
     let mut ids = BTreeSet::new();
     // SAFETY: as in chom_sites_aggregates.
     unsafe {
-        let tupdesc_ptr = (*data.tg_relation).rd_att;
-        let tupdesc = PgTupleDesc::from_pg_unchecked(tupdesc_ptr);
-        let id = column_position(&tupdesc, target.column(Col::VpsId), |oid| oid == pg_sys::UUIDOID);
-        scan_transition_table(store, tupdesc_ptr, id as i32 + 1, |values, nulls| {
+        let id = *id;
+        scan_transition_table(store, (*data.tg_relation).rd_att, id as i32 + 1, |values, nulls| {
             if !nulls[id] {
                 ids.insert(uuid_bytes(values[id]));
             }
         });
     }
     if !ids.is_empty() {
-        pending::record(&target, |changes| changes.vps_touched.extend(ids));
+        pending::record(target, |changes| changes.vps_touched.extend(ids));
     }
     Ok(None)
 }

@@ -181,10 +181,20 @@ impl Target {
     }
 
     /// Whether CHOM's three tables and chom.vps_load still exist (catalogue cache look-ups, no query): a
-    /// transaction may drop them after writing sites, and its commit then has nothing to maintain.
+    /// transaction may drop them after writing sites, and its commit then has nothing to maintain. Once found,
+    /// remembered until the next relcache invalidation ([`forget_tables_found`]): dropping or renaming one of
+    /// them, in this transaction or another, sends one.
     pub fn tables_exist(&self) -> bool {
-        [c"tenants", c"sites", c"vps_servers"].into_iter().all(|table| relation_exists(&self.schema, table))
-            && relation_exists(CHOM_SCHEMA, c"vps_load")
+        if TABLES_FOUND.with(|found| found.borrow().as_deref() == Some(self.schema.as_str())) {
+            return true;
+        }
+        let exist =
+            [c"tenants", c"sites", c"vps_servers"].into_iter().all(|table| relation_exists(&self.schema, table))
+                && relation_exists(CHOM_SCHEMA, c"vps_load");
+        if exist {
+            TABLES_FOUND.with(|found| *found.borrow_mut() = Some(self.schema.clone()));
+        }
+        exist
     }
 
     /// Whether CHOM's `tier_limits` table exists (a catalogue cache look-up).
@@ -229,6 +239,17 @@ impl Target {
             .replace("{vps_delta}", &vps_delta)
             .replace("{chom}", CHOM_SCHEMA)
     }
+}
+
+thread_local! {
+    /// The schema whose CHOM tables [`Target::tables_exist`] last found, every one of them. Never dropped.
+    static TABLES_FOUND: std::mem::ManuallyDrop<std::cell::RefCell<Option<String>>> =
+        const { std::mem::ManuallyDrop::new(std::cell::RefCell::new(None)) };
+}
+
+/// Forgets which tables [`Target::tables_exist`] found; on any relcache invalidation.
+pub fn forget_tables_found() {
+    TABLES_FOUND.with(|found| found.borrow_mut().take());
 }
 
 /// Whether a relation exists (catalogue cache look-ups by name, no query).
