@@ -27,16 +27,10 @@ thread_local! {
         std::mem::ManuallyDrop::new(RefCell::new(HashMap::new()));
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
-    // a shard move, a split or DDL may have changed what any relation is
-    SHARDS.with(|shards| shards.borrow_mut().clear());
-}
-
-/// Registers the invalidation callback; called once from _PG_init.
+/// Registers the forgetting of every relation's shard with the relcache invalidations (a shard move, a split or
+/// DDL may have changed what any relation is); called once from _PG_init.
 pub fn register_invalidation() {
-    // SAFETY: registering a callback with a static function, as Postgres expects from _PG_init.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0)) };
+    crate::pg::invalidation::forget_on_invalidation(|| SHARDS.with(|shards| shards.borrow_mut().clear()), &[]);
 }
 
 /// For a trigger that fired on relation `relid` named `relname` in CHOM's schema, on a Citus node: which shard

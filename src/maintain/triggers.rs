@@ -155,29 +155,10 @@ fn forget_firings() {
     FIRINGS.with(|firings| firings.borrow_mut().clear());
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
-    forget_firings();
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_syscache_invalidation(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    forget_firings();
-}
-
-/// Registers the invalidation callbacks of the firings' cache; called once from _PG_init.
+/// Registers [`forget_firings`] with the invalidations (see [`FIRINGS`]); called once from _PG_init.
 pub fn register_invalidation() {
-    // SAFETY: registering callbacks with static functions, as Postgres expects from _PG_init.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-        for cache in [pg_sys::SysCacheIdentifier::NAMESPACEOID, pg_sys::SysCacheIdentifier::PROCOID] {
-            pg_sys::CacheRegisterSyscacheCallback(
-                cache as std::ffi::c_int,
-                Some(on_syscache_invalidation),
-                pg_sys::Datum::from(0),
-            );
-        }
-    }
+    use pg_sys::SysCacheIdentifier::{NAMESPACEOID, PROCOID};
+    crate::pg::invalidation::forget_on_invalidation(forget_firings, &[NAMESPACEOID, PROCOID]);
 }
 
 /// What this firing acts on ([`resolve_firing`]), from the backend's cache when the trigger fired here before.

@@ -45,28 +45,10 @@ pub fn forget_installed() {
     crate::schema::target::forget_tables_found();
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
-    forget_installed();
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_namespace_invalidation(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    // a schema renamed: the installation's schema name may be the old one
-    forget_installed();
-}
-
-/// Registers the invalidation callbacks; called once from _PG_init.
+/// Registers [`forget_installed`] with the invalidations (any relcache one, and a schema renamed: the
+/// installation's schema name may be the old one); called once from _PG_init.
 pub fn register_invalidation() {
-    // SAFETY: registering callbacks with static functions, as Postgres expects from _PG_init.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::NAMESPACEOID as std::ffi::c_int,
-            Some(on_namespace_invalidation),
-            pg_sys::Datum::from(0),
-        );
-    }
+    crate::pg::invalidation::forget_on_invalidation(forget_installed, &[pg_sys::SysCacheIdentifier::NAMESPACEOID]);
 }
 
 /// The schema chom is installed on: the one whose `sites` table carries chom's trigger (the schema itself is
