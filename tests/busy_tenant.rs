@@ -165,6 +165,52 @@ fn deleting_a_tenant_with_its_sites_leaves_no_delta_for_it() {
     assert_eq!(drifted_tenants(&mut db), 0);
 }
 
+/// The fold worker never waits for a lock. A DBA's transaction that folds (holding the busy tenant's row), then
+/// uninstalls and drops the extension (locking the tables), would otherwise be in a cycle with a worker waiting
+/// for that row, and the deadlock detector aborts whichever transaction waits last: the DBA's. Meanwhile the
+/// worker folds the tenants whose rows are free.
+#[test]
+fn the_fold_worker_waits_for_no_lock_so_a_fold_then_an_uninstall_in_one_transaction_cannot_deadlock_with_it() {
+    const OTHER: &str = "'00000000-0000-4000-8000-0000000000b2'::uuid";
+    let server = Server::start();
+    let mut db = database_with_busy_tenant(&server, 5);
+    db.batch_execute(&format!(
+        "INSERT INTO tenants (id, organization_id, name, slug, tier) VALUES ({OTHER}, md5('org1')::uuid, 'Other', 'other', 'pro')"
+    ))
+    .unwrap();
+    stop_the_fold(&server);
+    spill_one(&server, "before.test");
+    let mut dba = server.connect("app");
+    dba.batch_execute("BEGIN; SELECT chom_fold_deltas()").unwrap();
+    db.batch_execute("ALTER DATABASE app RESET chom.fold_in_background").unwrap();
+    // the other tenant's commit spills and starts the worker; the busy tenant's row is the DBA's now
+    let mut holder = server.connect("app");
+    holder.batch_execute(&format!("BEGIN; SELECT FROM tenants WHERE id = {OTHER} FOR NO KEY UPDATE")).unwrap();
+    server
+        .connect("app")
+        .batch_execute(&format!(
+            "INSERT INTO sites (id, tenant_id, vps_id, domain, storage_used_mb) VALUES (gen_random_uuid(), {OTHER}, md5('vps2')::uuid, 'other.test', 5)"
+        ))
+        .unwrap();
+    holder.batch_execute("COMMIT").unwrap();
+    insert_site(&mut server.connect("app"), "during.test").unwrap();
+    let started = Instant::now();
+    let other_unfolded = format!("SELECT count(*) FROM chom.tenant_deltas WHERE tenant_id = {OTHER}");
+    while scalar_i64(&mut db, &other_unfolded) > 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the worker stopped at the busy tenant's held row");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'chom fold' AND wait_event_type = 'Lock'";
+    assert_eq!(scalar_i64(&mut db, waiting), 0, "the worker waits for a lock");
+    dba.batch_execute("SELECT * FROM chom_uninstall()").unwrap_or_else(|e| panic!("the uninstall: {e:?}"));
+    // the worker's rounds meet the uninstall's table locks meanwhile
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(scalar_i64(&mut db, waiting), 0, "the worker waits for the uninstall's locks");
+    dba.batch_execute("DROP EXTENSION chom; COMMIT").unwrap_or_else(|e| panic!("DROP EXTENSION: {e:?}"));
+    db.batch_execute("CREATE EXTENSION chom").unwrap();
+    assert_eq!(drifted_tenants(&mut db), 0);
+}
+
 #[test]
 fn concurrent_durable_writers_of_one_tenant_keep_every_read_through_chom_exact() {
     let server = Server::start();

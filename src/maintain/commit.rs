@@ -164,13 +164,6 @@ fn update_tenants(
     checked
 }
 
-/// The tenants of `ids` that have a row (a change of a tenant without one is dropped, never spilled).
-fn existing(client: &mut SpiClient<'_>, target: &Target, ids: impl Iterator<Item = UuidBytes>) -> BTreeSet<UuidBytes> {
-    run(client, target, Query::ExistingTenants, &[UUID_ARRAY], &[uuid_array(ids)])
-        .map(|row| *db::required::<Uuid>(&row, 1).as_bytes())
-        .collect()
-}
-
 /// One tenant's change (most single-row writes): applied to its row when no other commit holds it, spilled
 /// when one does and the tenant's gate is open, applied after waiting otherwise. A tenant whose row this
 /// backend found held a moment ago spills without trying the row ([`deltas::held_recently`]). Where the quota
@@ -218,7 +211,7 @@ fn apply_or_spill_one(
     // it, as the locked path would. A change that removes is checked first: its tenant may be the one this very
     // transaction deleted with its sites, and a delta left for it would join a row re-created under that id.
     let adds_only = sites >= 0 && storage >= 0;
-    if exists.unwrap_or_else(|| adds_only || !existing(client, target, std::iter::once(*id)).is_empty()) {
+    if exists.unwrap_or_else(|| adds_only || !rows::existing_tenants(client, target, std::iter::once(*id)).is_empty()) {
         spills.push((*id, (sites, storage)));
     }
     Vec::new()
@@ -244,7 +237,9 @@ fn apply_or_spill_many(
     let locked = rows::lock_tenants(client, target, Query::TryLockTenants, changed.keys().copied());
     rows::apply_locked(client, target, changed, &locked);
     let held = changed.keys().filter(|id| !locked.contains_key(*id)).copied();
-    spills.extend(existing(client, target, held).into_iter().filter_map(|id| Some((id, *changed.get(&id)?))));
+    spills.extend(
+        rows::existing_tenants(client, target, held).into_iter().filter_map(|id| Some((id, *changed.get(&id)?))),
+    );
     true
 }
 

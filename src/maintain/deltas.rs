@@ -16,13 +16,17 @@
 //! - **The fold**: a background worker per database, started by the first spill when none runs (no
 //!   `shared_preload_libraries`, no configuration), locks the tenant rows in id order, deletes their deltas
 //!   and adds them, as the tables' owner and as chom in security-restricted operations ([`crate::schema::identity`]).
+//!   The worker never waits for a lock: a transaction that waits for it (an uninstall that has folded, then
+//!   drops the triggers) would be in a cycle with it, and the deadlock detector could abort the DBA's
+//!   transaction rather than the worker's. It leaves the tenants whose rows others hold for its next round, and
+//!   a round that finds chom's tables locked against it is retried after [`FOLD_BUSY_RETRY`].
 //!   An error (an owner's trigger on tenants raising) rolls the round back, keeps every delta, is logged, and
-//!   the round is retried after [`FOLD_RETRY`]. `chom_fold_deltas()` folds on demand.
+//!   the round is retried after [`FOLD_RETRY`]. `chom_fold_deltas()` folds on demand, waiting for held rows.
 //! - **Not on Citus**: there each shard's changes are applied during the statement (see
 //!   [`crate::maintain::pending::apply_now`]), not at commit, so no commit queues on a tenant's row.
 
 use crate::maintain::changes::{out_of_range, UuidBytes};
-use crate::maintain::rows::{apply_locked, lock_tenants};
+use crate::maintain::rows::{apply_locked, existing_tenants, lock_tenants};
 use crate::pg::plans::execute;
 use crate::pg::plans::types::{INT4, INT4_ARRAY, INT8, INT8_ARRAY, UUID, UUID_ARRAY};
 use crate::pg::settings;
@@ -34,7 +38,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{pg_sys, Uuid};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
@@ -62,6 +66,8 @@ const FOLD_INTERVAL: Duration = Duration::from_millis(20);
 const FOLD_IDLE_EXIT: Duration = Duration::from_secs(5);
 /// After a failed round, the fold waits this long before retrying.
 const FOLD_RETRY: Duration = Duration::from_secs(5);
+/// After a round that found its deltas' tenant rows or chom's tables held by other transactions.
+const FOLD_BUSY_RETRY: Duration = Duration::from_millis(100);
 /// A backend starts the fold worker at most this often (it starts only when none holds the folder lock).
 const LAUNCH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
@@ -259,13 +265,36 @@ pub fn recount_locked(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid])
     rewritten as i64
 }
 
-/// Folds the deltas of `tenants` into their rows: locks the rows in id order (waiting: the fold is off every
-/// writer's path, and writers that find a row held spill), takes the deltas, adds them. Runs as the tables'
-/// owner, taking chom's own rows as chom. Returns how many tenants had deltas.
-fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>) -> usize {
-    let locked = lock_tenants(client, target, Query::LockTenants, tenants.iter().map(|id| *id.as_bytes()));
-    // the deltas of a tenant without a row (deleted since) are taken and dropped, as its change would be
-    let taken = take(client, target, Some(tenants));
+/// How a fold meets a tenant row that another transaction holds.
+#[derive(Clone, Copy)]
+enum HeldRows {
+    /// Waits for it: chom_fold_deltas() and an uninstall fold every delta.
+    Wait,
+    /// Leaves its deltas for a later round: the fold worker never waits (see the module's documentation).
+    Skip,
+}
+
+/// Folds the deltas of `tenants` into their rows: locks the rows in id order, takes their deltas, adds them.
+/// Runs as the tables' owner, taking chom's own rows as chom. Returns how many tenants it folded.
+fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>, held: HeldRows) -> usize {
+    let ids = || tenants.iter().map(|id| *id.as_bytes());
+    let lock = match held {
+        HeldRows::Wait => Query::LockTenants,
+        HeldRows::Skip => Query::TryLockTenants,
+    };
+    let locked = lock_tenants(client, target, lock, ids());
+    let unlocked: Vec<UuidBytes> = ids().filter(|id| !locked.contains_key(id)).collect();
+    // the deltas of a tenant without a row (deleted since) are taken and dropped, as its change would be; a
+    // tenant whose row another transaction holds keeps them
+    let held_by_others = match held {
+        HeldRows::Skip if !unlocked.is_empty() => existing_tenants(client, target, unlocked.into_iter()),
+        _ => BTreeSet::new(),
+    };
+    let to_take: Vec<Uuid> = tenants.into_iter().filter(|id| !held_by_others.contains(id.as_bytes())).collect();
+    if to_take.is_empty() {
+        return 0;
+    }
+    let taken = take(client, target, Some(to_take));
     let folded: BTreeMap<UuidBytes, (i32, i64)> = taken
         .iter()
         .filter(|(id, _)| locked.contains_key(*id))
@@ -277,8 +306,8 @@ fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>) -> usiz
     taken.len()
 }
 
-/// One batch of the fold, in the current transaction; returns how many tenants had deltas.
-fn fold_batch(target: &Target) -> usize {
+/// One batch of the fold, in the current transaction: (how many tenants had deltas, how many were folded).
+fn fold_batch(target: &Target, held: HeldRows) -> (usize, usize) {
     run_as(target, Principal::TablesOwner, || {
         Spi::connect_mut(|client| {
             let batch: Vec<Uuid> = run_as(target, Principal::Chom, || {
@@ -286,10 +315,11 @@ fn fold_batch(target: &Target) -> usize {
                     .map(|row| crate::pg::db::required::<Uuid>(&row, 1))
                     .collect()
             });
-            if batch.is_empty() {
-                return 0;
+            let had_deltas = batch.len();
+            if had_deltas == 0 {
+                return (0, 0);
             }
-            fold(client, target, batch)
+            (had_deltas, fold(client, target, batch, held))
         })
     })
 }
@@ -312,7 +342,7 @@ pub fn fold_all(target: &Target) -> i64 {
     }
     let mut folded = 0;
     loop {
-        let batch = fold_batch(target);
+        let (_, batch) = fold_batch(target, HeldRows::Wait);
         if batch == 0 {
             return folded;
         }
@@ -357,8 +387,22 @@ fn ensure_fold_worker() {
 enum Round {
     Folded,
     Nothing,
+    /// Deltas whose tenant rows, or chom's tables, other transactions hold.
+    Held,
     Failed,
     Stop,
+}
+
+/// Locks the tables a round of the fold writes, without waiting; false when another transaction holds a lock
+/// that excludes the fold's (a DDL statement, an uninstall, DROP EXTENSION).
+fn try_lock_fold_tables(target: &Target) -> bool {
+    use crate::schema::target::{relation_oid, CHOM_SCHEMA};
+    [relation_oid(CHOM_SCHEMA, c"tenant_deltas"), relation_oid(&target.schema, c"tenants")].into_iter().all(|relid| {
+        // SAFETY: a conditional lock on an existing relation, held to the end of the transaction.
+        relid.is_some_and(|relid| unsafe {
+            pg_sys::ConditionalLockRelationOid(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE)
+        })
+    })
 }
 
 fn fold_round() -> Round {
@@ -375,17 +419,20 @@ fn fold_round() -> Round {
     else {
         return Round::Stop;
     };
+    if !try_lock_fold_tables(&target) {
+        return Round::Held;
+    }
     // a round is a subtransaction: an error rolls back its deletes and updates together, and every delta stays
     // SAFETY: the same calls as a PL/pgSQL exception block: begin, then release or roll back exactly once.
     unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
     let outcome = PgTryBuilder::new(|| {
-        let folded = fold_batch(&target);
+        let (had_deltas, folded) = fold_batch(&target, HeldRows::Skip);
         // SAFETY: ends the subtransaction begun above.
         unsafe { pg_sys::ReleaseCurrentSubTransaction() };
-        if folded > 0 {
-            Round::Folded
-        } else {
-            Round::Nothing
+        match (had_deltas, folded) {
+            (0, _) => Round::Nothing,
+            (_, 0) => Round::Held,
+            _ => Round::Folded,
         }
     })
     .catch_others(|caught| {
@@ -444,6 +491,10 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
             Round::Folded => {
                 idle_since = Instant::now();
                 wait = FOLD_INTERVAL;
+            }
+            Round::Held => {
+                idle_since = Instant::now();
+                wait = FOLD_BUSY_RETRY;
             }
             Round::Failed => {
                 idle_since = Instant::now();

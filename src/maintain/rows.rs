@@ -11,7 +11,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{PgOid, Uuid};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Runs one of chom's statements: through the per-backend prepared plan, except on the Citus coordinator, where
 /// each is planned with its values (Citus cannot plan the generic form of a statement that reads a reference or
@@ -52,6 +52,18 @@ pub(crate) fn lock_tenants(
                 crate::pg::db::required::<pg_sys::ItemPointerData>(&row, 2),
             )
         })
+        .collect()
+}
+
+/// The tenants of `ids` that have a row, as the statement's snapshot sees them: a change of a tenant without one
+/// is dropped, never spilled, and a fold drops its deltas.
+pub(crate) fn existing_tenants(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    ids: impl Iterator<Item = UuidBytes>,
+) -> BTreeSet<UuidBytes> {
+    run(client, target, Query::ExistingTenants, &[UUID_ARRAY], &[uuid_array(ids)])
+        .map(|row| *crate::pg::db::required::<Uuid>(&row, 1).as_bytes())
         .collect()
 }
 
