@@ -5,7 +5,9 @@
 -- their current names: chom follows the application's renames), {chom} (chom's own schema), {live_sites} (the
 -- block of that name, inlined), {vps_rows}, {recount_tenants}, {settled_vps} and {unfolded} (likewise), and
 -- {eligible} (the fragment of that name). Each "-- name:" block has a variant of queries::Query; a placeholder
--- left after rendering is an error.
+-- left after rendering is an error. "$1::uuid[] IS NULL OR " (and "$1::uuid IS NULL OR ") reads a NULL first
+-- argument as "every row": called with one, a statement is prepared without that alternative
+-- (src/pg/plans.rs), since a generic plan cannot use an index under it.
 -- A tenant's stored aggregates are its cached columns plus its rows of chom.tenant_deltas not yet folded
 -- ({unfolded}, src/maintain/deltas.rs): every read below adds them.
 -- Counted sites are those with deleted_at IS NULL; storage is the sum of their storage_used_mb.

@@ -6,6 +6,7 @@ use crate::pg::errors::spi;
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::PgOid;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -18,6 +19,21 @@ thread_local! {
     /// The plans live as long as the backend, which is what this cache is for.
     static PLANS: ManuallyDrop<RefCell<[HashMap<String, Rc<OwnedPreparedStatement>>; 2]>> =
         ManuallyDrop::new(RefCell::new([HashMap::new(), HashMap::new()]));
+}
+
+/// The alternatives by which chom's statements read a NULL first argument as "every row" (sql/queries.sql).
+const EVERY_ROW_WHEN_NULL: [&str; 2] = ["$1::uuid[] IS NULL OR ", "$1::uuid IS NULL OR "];
+
+/// The statement to prepare for these arguments: with a first argument, without the alternative that a NULL one
+/// means every row. A generic plan cannot use an index under that OR, so one prepared text for both would
+/// recount a single tenant by scanning every site; each form is prepared, and planned, on its own.
+fn for_arguments<'a>(sql: &'a str, args: &[DatumWithOid<'_>]) -> Cow<'a, str> {
+    let given = args.first().is_some_and(|first| first.datum().is_some());
+    if given && EVERY_ROW_WHEN_NULL.iter().any(|alternative| sql.contains(alternative)) {
+        Cow::Owned(EVERY_ROW_WHEN_NULL.iter().fold(sql.to_owned(), |sql, alternative| sql.replace(alternative, "")))
+    } else {
+        Cow::Borrowed(sql)
+    }
 }
 
 fn prepared(client: &SpiClient<'_>, sql: &str, types: &[PgOid], writes: bool) -> Rc<OwnedPreparedStatement> {
@@ -38,7 +54,7 @@ pub fn execute<'conn>(
     types: &[PgOid],
     args: &[DatumWithOid<'_>],
 ) -> SpiTupleTable<'conn> {
-    let plan = prepared(client, sql, types, true);
+    let plan = prepared(client, &for_arguments(sql, args), types, true);
     spi(client.update(&*plan, None, args), "a prepared statement")
 }
 
@@ -51,7 +67,7 @@ pub fn read<'conn>(
     types: &[PgOid],
     args: &[DatumWithOid<'_>],
 ) -> SpiTupleTable<'conn> {
-    let plan = prepared(client, sql, types, false);
+    let plan = prepared(client, &for_arguments(sql, args), types, false);
     spi(client.select(&*plan, None, args), "a prepared statement")
 }
 
