@@ -64,8 +64,15 @@ CREATE TABLE chom.tenant_deltas (
     sites      integer NOT NULL,
     storage_mb bigint NOT NULL,
     spilled_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0,
+       vacuum_truncate = false);
 CREATE INDEX tenant_deltas_tenant ON chom.tenant_deltas (tenant_id);
+-- Grown once to about 32 pages, and never truncated by vacuum: the planner sizes a table by its pages on disk, and
+-- would plan the reads of one tenant's deltas on an empty one as sequential scans. Every backend keeps that plan
+-- for its prepared statements, and scans every page a burst of spills fills.
+INSERT INTO chom.tenant_deltas (tenant_id, sites, storage_mb)
+SELECT '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid, 0, 0 FROM pg_catalog.generate_series(1, 4000);
+DELETE FROM chom.tenant_deltas;
 -- dumped with the database: a restored database's tenants plus its deltas are exact, as they were
 SELECT pg_catalog.pg_extension_config_dump('chom.tenant_deltas', '');
 
