@@ -160,13 +160,13 @@ SELECT d.id, d.sites, d.storage FROM unnest($1::uuid[], $2::integer[], $3::bigin
 SELECT DISTINCT d.tenant_id FROM {chom}.tenant_deltas d ORDER BY d.tenant_id LIMIT $1
 
 -- name: take_tenant_deltas
--- Deletes the unfolded deltas of the tenants in $1 (every tenant when NULL) and returns their sum per tenant,
--- in id order. Callers hold those tenants' rows locked (a fold) or their gates closed (a recount), so that
--- nobody else takes them meanwhile.
+-- Deletes the unfolded deltas of the tenants in $1 (every tenant when NULL) and returns their sums and their
+-- number per tenant, in id order. Callers hold those tenants' rows locked (a fold) or their gates closed (a
+-- recount), so that nobody else takes them meanwhile.
 WITH taken AS (DELETE FROM {chom}.tenant_deltas d
                 WHERE $1::uuid[] IS NULL OR d.tenant_id = ANY ($1::uuid[])
             RETURNING d.tenant_id, d.sites, d.storage_mb)
-SELECT tenant_id, sum(sites)::bigint, sum(storage_mb)::bigint FROM taken GROUP BY tenant_id ORDER BY tenant_id
+SELECT tenant_id, sum(sites)::bigint, sum(storage_mb)::bigint, count(*) FROM taken GROUP BY tenant_id ORDER BY tenant_id
 
 -- name: unfolded_depth
 -- How many deltas wait to be folded, and when the oldest was written (chom_metrics()).

@@ -60,14 +60,19 @@ const HELD_RECENTLY: Duration = Duration::from_millis(500);
 const HELD_REMEMBERED_AT_MOST: usize = 16;
 /// Tenants folded in one transaction of the fold.
 const FOLD_BATCH: i64 = 1000;
-/// How often the fold worker looks for deltas (the few the spills of a round leave make the reads' sum cheap and
-/// the raw columns' lag short), and how long it stays without finding any before it exits.
+/// How often the fold worker looks for deltas when few come, and how long it stays without finding any before
+/// it exits.
 const FOLD_INTERVAL: Duration = Duration::from_millis(20);
+/// How many deltas a busy tenant's reads should find unfolded. Every read through chom and every quota check of
+/// a spill sums them, so the worker comes back sooner the more deltas its last round found (a busy tenant's 16
+/// writers spill 100 and more in 20 ms), down to [`FOLD_INTERVAL_MIN`].
+const FOLD_DEPTH: f64 = 16.0;
+const FOLD_INTERVAL_MIN: Duration = Duration::from_millis(1);
 const FOLD_IDLE_EXIT: Duration = Duration::from_secs(5);
 /// After a failed round, the fold waits this long before retrying.
 const FOLD_RETRY: Duration = Duration::from_secs(5);
-/// After a round that found its deltas' tenant rows or chom's tables held by other transactions.
-const FOLD_BUSY_RETRY: Duration = Duration::from_millis(100);
+/// After a round that found chom's tables locked against it (DDL, an uninstall).
+const FOLD_LOCKED_RETRY: Duration = Duration::from_millis(100);
 /// A backend starts the fold worker at most this often (it starts only when none holds the folder lock).
 const LAUNCH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
@@ -232,15 +237,23 @@ pub fn spill(client: &mut SpiClient<'_>, target: &Target, tenants: &[(UuidBytes,
     ensure_fold_worker();
 }
 
+/// One tenant's deltas, taken.
+struct Taken {
+    sites: i64,
+    storage_mb: i64,
+    rows: i64,
+}
+
 /// Deletes the unfolded deltas of `tenants` (every tenant when None), as chom, and returns their sums per
 /// tenant. The caller holds those tenants' rows locked or their gates closed.
-fn take(client: &mut SpiClient<'_>, target: &Target, tenants: Option<Vec<Uuid>>) -> BTreeMap<UuidBytes, (i64, i64)> {
+fn take(client: &mut SpiClient<'_>, target: &Target, tenants: Option<Vec<Uuid>>) -> BTreeMap<UuidBytes, Taken> {
+    use crate::pg::db::required;
     let sql = queries::sql(target, Query::TakeTenantDeltas);
     run_as(target, Principal::Chom, || {
         execute(client, &sql, &[UUID_ARRAY], &[tenants.into()])
             .map(|row| {
-                let id = *crate::pg::db::required::<Uuid>(&row, 1).as_bytes();
-                (id, (crate::pg::db::required::<i64>(&row, 2), crate::pg::db::required::<i64>(&row, 3)))
+                let taken = Taken { sites: required(&row, 2), storage_mb: required(&row, 3), rows: required(&row, 4) };
+                (*required::<Uuid>(&row, 1).as_bytes(), taken)
             })
             .collect()
     })
@@ -274,9 +287,16 @@ enum HeldRows {
     Skip,
 }
 
+/// What a fold took.
+#[derive(Default)]
+struct Folded {
+    tenants: usize,
+    deltas: i64,
+}
+
 /// Folds the deltas of `tenants` into their rows: locks the rows in id order, takes their deltas, adds them.
-/// Runs as the tables' owner, taking chom's own rows as chom. Returns how many tenants it folded.
-fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>, held: HeldRows) -> usize {
+/// Runs as the tables' owner, taking chom's own rows as chom.
+fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>, held: HeldRows) -> Folded {
     let ids = || tenants.iter().map(|id| *id.as_bytes());
     let lock = match held {
         HeldRows::Wait => Query::LockTenants,
@@ -292,22 +312,23 @@ fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>, held: H
     };
     let to_take: Vec<Uuid> = tenants.into_iter().filter(|id| !held_by_others.contains(id.as_bytes())).collect();
     if to_take.is_empty() {
-        return 0;
+        return Folded::default();
     }
     let taken = take(client, target, Some(to_take));
-    let folded: BTreeMap<UuidBytes, (i32, i64)> = taken
+    let changes: BTreeMap<UuidBytes, (i32, i64)> = taken
         .iter()
         .filter(|(id, _)| locked.contains_key(*id))
-        .map(|(id, (sites, storage))| {
-            (*id, (i32::try_from(*sites).unwrap_or_else(|_| out_of_range("a tenant's unfolded deltas")), *storage))
+        .map(|(id, taken)| {
+            let sites = i32::try_from(taken.sites).unwrap_or_else(|_| out_of_range("a tenant's unfolded deltas"));
+            (*id, (sites, taken.storage_mb))
         })
         .collect();
-    apply_locked(client, target, &folded, &locked);
-    taken.len()
+    apply_locked(client, target, &changes, &locked);
+    Folded { tenants: taken.len(), deltas: taken.values().map(|taken| taken.rows).sum() }
 }
 
-/// One batch of the fold, in the current transaction: (how many tenants had deltas, how many were folded).
-fn fold_batch(target: &Target, held: HeldRows) -> (usize, usize) {
+/// One batch of the fold, in the current transaction: how many tenants had deltas, and what was folded.
+fn fold_batch(target: &Target, held: HeldRows) -> (usize, Folded) {
     run_as(target, Principal::TablesOwner, || {
         Spi::connect_mut(|client| {
             let batch: Vec<Uuid> = run_as(target, Principal::Chom, || {
@@ -317,7 +338,7 @@ fn fold_batch(target: &Target, held: HeldRows) -> (usize, usize) {
             });
             let had_deltas = batch.len();
             if had_deltas == 0 {
-                return (0, 0);
+                return (0, Folded::default());
             }
             (had_deltas, fold(client, target, batch, held))
         })
@@ -343,10 +364,10 @@ pub fn fold_all(target: &Target) -> i64 {
     let mut folded = 0;
     loop {
         let (_, batch) = fold_batch(target, HeldRows::Wait);
-        if batch == 0 {
+        if batch.tenants == 0 {
             return folded;
         }
-        folded += batch as i64;
+        folded += batch.tenants as i64;
     }
 }
 
@@ -385,10 +406,13 @@ fn ensure_fold_worker() {
 
 /// What one round of the fold worker found.
 enum Round {
-    Folded,
+    /// This many deltas folded.
+    Folded(i64),
     Nothing,
-    /// Deltas whose tenant rows, or chom's tables, other transactions hold.
-    Held,
+    /// Deltas whose tenant rows other transactions hold: left for the next round.
+    RowsHeld,
+    /// chom's tables locked against the fold.
+    TablesLocked,
     Failed,
     Stop,
 }
@@ -420,7 +444,7 @@ fn fold_round() -> Round {
         return Round::Stop;
     };
     if !try_lock_fold_tables(&target) {
-        return Round::Held;
+        return Round::TablesLocked;
     }
     // a round is a subtransaction: an error rolls back its deletes and updates together, and every delta stays
     // SAFETY: the same calls as a PL/pgSQL exception block: begin, then release or roll back exactly once.
@@ -429,10 +453,10 @@ fn fold_round() -> Round {
         let (had_deltas, folded) = fold_batch(&target, HeldRows::Skip);
         // SAFETY: ends the subtransaction begun above.
         unsafe { pg_sys::ReleaseCurrentSubTransaction() };
-        match (had_deltas, folded) {
+        match (had_deltas, folded.tenants) {
             (0, _) => Round::Nothing,
-            (_, 0) => Round::Held,
-            _ => Round::Folded,
+            (_, 0) => Round::RowsHeld,
+            _ => Round::Folded(folded.deltas),
         }
     })
     .catch_others(|caught| {
@@ -481,20 +505,29 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
         );
     }
     let mut idle_since = Instant::now();
+    let mut last_round = Instant::now();
     let mut wait = FOLD_INTERVAL;
     while BackgroundWorker::wait_latch(Some(wait)) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: reloads the configuration files, as Postgres' own background processes do on SIGHUP.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+        let since_last_round = last_round.elapsed();
+        last_round = Instant::now();
         match BackgroundWorker::transaction(fold_round) {
-            Round::Folded => {
+            Round::Folded(deltas) => {
                 idle_since = Instant::now();
-                wait = FOLD_INTERVAL;
+                wait = interval_for_depth(since_last_round, deltas);
             }
-            Round::Held => {
+            Round::RowsHeld => {
+                // a committing writer holds a busy tenant's row for a moment, an application's transaction
+                // perhaps for long: back to the usual interval by doubling
                 idle_since = Instant::now();
-                wait = FOLD_BUSY_RETRY;
+                wait = (wait * 2).clamp(FOLD_INTERVAL_MIN, FOLD_INTERVAL);
+            }
+            Round::TablesLocked => {
+                idle_since = Instant::now();
+                wait = FOLD_LOCKED_RETRY;
             }
             Round::Failed => {
                 idle_since = Instant::now();
@@ -504,6 +537,12 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
             Round::Nothing | Round::Stop => return,
         }
     }
+}
+
+/// The wait after a round that folded `deltas` spilled since the round before, `since_last_round` ago: at that
+/// rate, the next round finds about [`FOLD_DEPTH`].
+fn interval_for_depth(since_last_round: Duration, deltas: i64) -> Duration {
+    since_last_round.mul_f64((FOLD_DEPTH / deltas.max(1) as f64).min(1.0)).clamp(FOLD_INTERVAL_MIN, FOLD_INTERVAL)
 }
 
 /// How many deltas wait to be folded, and when the oldest was written (chom_status(), chom_metrics()); None
