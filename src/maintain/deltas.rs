@@ -19,7 +19,7 @@
 //!   The worker never waits for a lock: a transaction that waits for it (an uninstall that has folded, then
 //!   drops the triggers) would be in a cycle with it, and the deadlock detector could abort the DBA's
 //!   transaction rather than the worker's. It leaves the tenants whose rows others hold for its next round, and
-//!   a round that finds chom's tables locked against it is retried after [`FOLD_BUSY_RETRY`].
+//!   a round that finds chom's tables locked against it is retried after [`FOLD_LOCKED_RETRY`].
 //!   An error (an owner's trigger on tenants raising) rolls the round back, keeps every delta, is logged, and
 //!   the round is retried after [`FOLD_RETRY`]. `chom_fold_deltas()` folds on demand, waiting for held rows.
 //! - **Not on Citus**: there each shard's changes are applied during the statement (see
@@ -67,6 +67,7 @@ const FOLD_INTERVAL: Duration = Duration::from_millis(20);
 /// a spill sums them, so the worker comes back sooner the more deltas its last round found (a busy tenant's 16
 /// writers spill 100 and more in 20 ms), down to [`FOLD_INTERVAL_MIN`].
 const FOLD_DEPTH: f64 = 16.0;
+/// The shortest wait between two rounds of the fold.
 const FOLD_INTERVAL_MIN: Duration = Duration::from_millis(1);
 const FOLD_IDLE_EXIT: Duration = Duration::from_secs(5);
 /// After a failed round, the fold waits this long before retrying.
@@ -554,6 +555,22 @@ pub fn depth(target: &Target) -> Option<(i64, Option<TimestampWithTimeZone>)> {
     let depth =
         crate::pg::db::rows(&queries::sql(target, Query::UnfoldedDepth), &[], |row| (row.required(1), row.get(2)));
     Some(depth.into_iter().next().unwrap_or_else(|| crate::pg::db::missing("unfolded_depth")))
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn the_fold_comes_back_sooner_the_more_deltas_a_round_found() {
+        let ms = Duration::from_millis;
+        assert_eq!(interval_for_depth(ms(20), 0), FOLD_INTERVAL, "nothing folded: the usual interval");
+        assert_eq!(interval_for_depth(ms(20), 16), FOLD_INTERVAL, "as many as it aims at: the same pace");
+        assert_eq!(interval_for_depth(ms(20), 160), ms(2), "ten times as many: a tenth of the wait");
+        assert_eq!(interval_for_depth(ms(2), 16), ms(2), "a steady rate keeps its pace");
+        assert_eq!(interval_for_depth(ms(20), 100_000), FOLD_INTERVAL_MIN);
+        assert_eq!(interval_for_depth(Duration::from_secs(5), 1), FOLD_INTERVAL, "never longer than the interval");
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
