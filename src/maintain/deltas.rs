@@ -16,10 +16,12 @@
 //! - **The fold**: a background worker per database, started by the first spill when none runs (no
 //!   `shared_preload_libraries`, no configuration), locks the tenant rows in id order, deletes their deltas
 //!   and adds them, as the tables' owner and as chom in security-restricted operations ([`crate::schema::identity`]).
-//!   The worker never waits for a lock: a transaction that waits for it (an uninstall that has folded, then
-//!   drops the triggers) would be in a cycle with it, and the deadlock detector could abort the DBA's
-//!   transaction rather than the worker's. It leaves the tenants whose rows others hold for its next round, and
-//!   a round that finds chom's tables locked against it is retried after [`FOLD_LOCKED_RETRY`].
+//!   The worker waits for no table lock and at most [`FOLD_LOCK_TIMEOUT`] for a row: a transaction that waits
+//!   for it (an uninstall that has folded, then drops the triggers) would be in a cycle with it, and the
+//!   deadlock detector could abort the DBA's transaction rather than the worker's. It folds the tenants whose
+//!   rows are free first, then waits briefly for the others (a busy tenant's row passes from one committing
+//!   writer to the next), and leaves those still held for its next round; a round that finds chom's tables
+//!   locked against it is retried after [`FOLD_LOCKED_RETRY`].
 //!   An error (an owner's trigger on tenants raising) rolls the round back, keeps every delta, is logged, and
 //!   the round is retried after [`FOLD_RETRY`]. `chom_fold_deltas()` folds on demand, waiting for held rows.
 //! - **Not on Citus**: there each shard's changes are applied during the statement (see
@@ -34,9 +36,10 @@ use crate::schema::identity::{run_as, Principal};
 use crate::schema::queries::{self, Query};
 use crate::schema::target::Target;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{pg_sys, Uuid};
+use pgrx::{pg_sys, PgSqlErrorCode, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::ManuallyDrop;
@@ -72,6 +75,10 @@ const FOLD_INTERVAL_MIN: Duration = Duration::from_millis(1);
 const FOLD_IDLE_EXIT: Duration = Duration::from_secs(5);
 /// After a failed round, the fold waits this long before retrying.
 const FOLD_RETRY: Duration = Duration::from_secs(5);
+/// How long the fold worker waits for a tenant row that another transaction holds: a committing writer holds a
+/// busy tenant's row for a few milliseconds; a transaction that holds it longer keeps that tenant's deltas for a
+/// later round. Far below the default `deadlock_timeout` (1 s).
+const FOLD_LOCK_TIMEOUT: &std::ffi::CStr = c"50ms";
 /// After a round that found chom's tables locked against it (DDL, an uninstall).
 const FOLD_LOCKED_RETRY: Duration = Duration::from_millis(100);
 /// A backend starts the fold worker at most this often (it starts only when none holds the folder lock).
@@ -284,7 +291,8 @@ pub fn recount_locked(client: &mut SpiClient<'_>, target: &Target, ids: &[Uuid])
 enum HeldRows {
     /// Waits for it: chom_fold_deltas() and an uninstall fold every delta.
     Wait,
-    /// Leaves its deltas for a later round: the fold worker never waits (see the module's documentation).
+    /// Folds the free rows first, then waits for the others at most the session's lock_timeout and leaves
+    /// those still held for a later round: the fold worker (see the module's documentation).
     Skip,
 }
 
@@ -312,10 +320,36 @@ fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>, held: H
         _ => BTreeSet::new(),
     };
     let to_take: Vec<Uuid> = tenants.into_iter().filter(|id| !held_by_others.contains(id.as_bytes())).collect();
-    if to_take.is_empty() {
-        return Folded::default();
+    let mut folded = if to_take.is_empty() { Folded::default() } else { fold_taken(client, target, to_take, &locked) };
+    if !held_by_others.is_empty() {
+        // a busy tenant's row passes from one committing writer to the next, so the rows skipped are waited for
+        // too, each wait cut short by the worker's lock_timeout (FOLD_LOCK_TIMEOUT, far below deadlock_timeout:
+        // the worker gives up before a transaction that waits for it could take it for a deadlock). A timeout
+        // rolls back only this part.
+        let held: Vec<Uuid> = held_by_others.into_iter().map(Uuid::from_bytes).collect();
+        match in_subtransaction(|| fold(client, target, held, HeldRows::Wait)) {
+            Ok(waited) => {
+                folded.tenants += waited.tenants;
+                folded.deltas += waited.deltas;
+            }
+            Err(caught) => match *caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report)
+                    if report.sql_error_code() == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE => {}
+                other => other.rethrow(),
+            },
+        }
     }
-    let taken = take(client, target, Some(to_take));
+    folded
+}
+
+/// Takes the deltas of `tenants` and adds those of the tenants in `locked` to their rows.
+fn fold_taken(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    tenants: Vec<Uuid>,
+    locked: &BTreeMap<UuidBytes, pg_sys::ItemPointerData>,
+) -> Folded {
+    let taken = take(client, target, Some(tenants));
     let changes: BTreeMap<UuidBytes, (i32, i64)> = taken
         .iter()
         .filter(|(id, _)| locked.contains_key(*id))
@@ -324,7 +358,7 @@ fn fold(client: &mut SpiClient<'_>, target: &Target, tenants: Vec<Uuid>, held: H
             (*id, (sites, taken.storage_mb))
         })
         .collect();
-    apply_locked(client, target, &changes, &locked);
+    apply_locked(client, target, &changes, locked);
     Folded { tenants: taken.len(), deltas: taken.values().map(|taken| taken.rows).sum() }
 }
 
@@ -448,32 +482,46 @@ fn fold_round() -> Round {
         return Round::TablesLocked;
     }
     // a round is a subtransaction: an error rolls back its deletes and updates together, and every delta stays
-    // SAFETY: the same calls as a PL/pgSQL exception block: begin, then release or roll back exactly once.
-    unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
-    let outcome = PgTryBuilder::new(|| {
-        let (had_deltas, folded) = fold_batch(&target, HeldRows::Skip);
-        // SAFETY: ends the subtransaction begun above.
-        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
-        match (had_deltas, folded.tenants) {
-            (0, _) => Round::Nothing,
-            (_, 0) => Round::RowsHeld,
-            _ => Round::Folded(folded.deltas),
+    match in_subtransaction(|| fold_batch(&target, HeldRows::Skip)) {
+        Ok((0, _)) => Round::Nothing,
+        Ok((_, folded)) if folded.tenants == 0 => Round::RowsHeld,
+        Ok((_, folded)) => Round::Folded(folded.deltas),
+        Err(caught) => {
+            let message = match &*caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => report.message().to_string(),
+                _ => "an unexpected error".to_string(),
+            };
+            warning!("chom: folding the busy tenants' deltas failed, every delta is kept and retried: {message}");
+            Round::Failed
         }
-    })
-    .catch_others(|caught| {
-        // SAFETY: rolls back the subtransaction begun above, which the error left open.
-        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
-        let message = match &caught {
-            pg_sys::panic::CaughtError::PostgresError(report) | pg_sys::panic::CaughtError::ErrorReport(report) => {
-                report.message().to_string()
-            }
-            _ => "an unexpected error".to_string(),
-        };
-        warning!("chom: folding the busy tenants' deltas failed, every delta is kept and retried: {message}");
-        Round::Failed
-    })
-    .execute();
-    outcome
+    }
+}
+
+/// Runs `work` in a subtransaction, as a PL/pgSQL exception block does: released when it returns; rolled back,
+/// with everything it changed and every lock it took, when it raises, and the error handed back.
+fn in_subtransaction<R>(work: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
+    // SAFETY: the same calls as a PL/pgSQL exception block: the memory context and resource owner saved, the
+    // subtransaction begun, then released or rolled back exactly once, and both restored after each.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::CurrentMemoryContext = context;
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            let result = work();
+            pg_sys::ReleaseCurrentSubTransaction();
+            pg_sys::CurrentMemoryContext = context;
+            pg_sys::CurrentResourceOwner = owner;
+            Ok(result)
+        }))
+        .catch_others(|caught| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::CurrentMemoryContext = context;
+            pg_sys::CurrentResourceOwner = owner;
+            Err(Box::new(caught))
+        })
+        .execute()
+    }
 }
 
 /// The fold worker's main function (named in [`ensure_fold_worker`]'s registration): one per database, it
@@ -497,6 +545,19 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
         pg_sys::set_config_option(
             c"synchronous_commit".as_ptr(),
             c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        );
+    }
+    // SAFETY: as above.
+    unsafe {
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            FOLD_LOCK_TIMEOUT.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SET,
