@@ -540,32 +540,8 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
     // a fold moves committed changes from one table to another in one transaction: lost in a crash, it is lost
     // whole and the deltas are still there, so its commit need not wait for its flush (and holds the busy
     // tenant's row for less time)
-    // SAFETY: sets a session setting of this process, as SET does.
-    unsafe {
-        pg_sys::set_config_option(
-            c"synchronous_commit".as_ptr(),
-            c"off".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            0,
-            false,
-        );
-    }
-    // SAFETY: as above.
-    unsafe {
-        pg_sys::set_config_option(
-            c"lock_timeout".as_ptr(),
-            FOLD_LOCK_TIMEOUT.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            0,
-            false,
-        );
-    }
+    settings::set(c"synchronous_commit", c"off", pg_sys::GucAction::GUC_ACTION_SET);
+    settings::set(c"lock_timeout", FOLD_LOCK_TIMEOUT, pg_sys::GucAction::GUC_ACTION_SET);
     let mut idle_since = Instant::now();
     let mut last_round = Instant::now();
     let mut wait = FOLD_INTERVAL;

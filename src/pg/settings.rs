@@ -192,6 +192,24 @@ impl Drop for SettingsScope {
     }
 }
 
+/// Sets a Postgres setting as a user's SET does: for the session (`GUC_ACTION_SET`), or until the enclosing
+/// GUC nest level closes (`GUC_ACTION_SAVE`, as a function's SET clause).
+pub fn set(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: NUL-terminated name and value; an invalid value raises an ERROR, as SET would.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// The value of a setting read by name (a placeholder or another library's variable), None when unset.
 pub fn by_name(name: &CStr) -> Option<String> {
     // SAFETY: a look-up by name with missing_ok; the result is copied at once (it may point into a static

@@ -84,20 +84,12 @@ impl Restricted {
                     | pg_sys::SECURITY_RESTRICTED_OPERATION as std::ffi::c_int,
             );
             let guc_nest_level = pg_sys::NewGUCNestLevel();
-            // chom's statements are keyed look-ups whose generic plan is always the right one: without this, the
-            // plan cache plans each execution anew for its first five and whenever custom plans look no dearer
+            // chom's statements are keyed look-ups whose generic plan is the right one (src/pg/plans.rs prepares a
+            // statement's "every row" form apart): without this, the plan cache plans each execution anew for its
+            // first five and whenever custom plans look no dearer
             let settings = [(c"search_path", c"pg_catalog, pg_temp"), (c"plan_cache_mode", c"force_generic_plan")];
             for (name, value) in &settings[..if generic_plans { 2 } else { 1 }] {
-                pg_sys::set_config_option(
-                    name.as_ptr(),
-                    value.as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_SAVE,
-                    true,
-                    0,
-                    false,
-                );
+                crate::pg::settings::set(name, value, pg_sys::GucAction::GUC_ACTION_SAVE);
             }
             Restricted { saved_user, saved_context, guc_nest_level }
         }
