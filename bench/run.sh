@@ -289,12 +289,42 @@ floor_tests() { # <rep>: the single-row mix with chom's triggers off and its mai
   busy_floor_tests "$1"
 }
 busy_floor_tests() { # <rep>: inserts into the biggest tenant by 4 and 16 writers, chom's triggers off, each writing
-  # by hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql): a delta row and the VPS's count
-  local c
+  # by hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql): a delta row and the VPS's count;
+  # then with the quota on, far from the limit, each reading the tenant's headroom first as a spill must
+  # (floor_busy_insert_quota.sql). A fold worker folds their deltas meanwhile, as it folds chom's: the fold's
+  # work (its CPU, the tenant row's updates beside the writers' foreign-key locks) is part of what the design costs
+  local c tier inflight
+  tier=$(val "SELECT tier FROM tenants WHERE id = md5('tenant1')::uuid")
+  # the most spills that can be in flight at once (src/maintain/deltas.rs, processes_at_most)
+  inflight=$(val "SELECT current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
+                         + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
+                         + current_setting('max_prepared_transactions')::int")
   for c in 4 16; do
+    wake_fold_worker
     bench write floor "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_busy_insert.sql"
   done
+  db -c "CREATE TABLE IF NOT EXISTS bench_tier_orig AS SELECT * FROM tier_limits" \
+     -c "UPDATE tier_limits SET max_sites = $BIG_LIVE + 1000000 WHERE tier = '$tier'"
+  for c in 4 16; do
+    wake_fold_worker
+    bench write floor-quota "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -D inflight="$inflight" \
+      -f "$P/floor_busy_insert_quota.sql"
+  done
+  db -c "UPDATE tier_limits l SET max_sites = o.max_sites FROM bench_tier_orig o WHERE o.tier = l.tier"
   db -c "SELECT chom_fold_deltas()" >/dev/null
+}
+wake_fold_worker() { # with chom's triggers off: one spill (a site inserted while another session holds its tenant's
+  # row), which starts the database's fold worker; the floor's deltas keep it running (the site is a bench row)
+  chom_triggers enable
+  db -c "BEGIN" -c "SELECT 1 FROM tenants WHERE id = md5('tenant1')::uuid FOR NO KEY UPDATE" \
+     -c "SELECT pg_sleep(0.5)" -c "COMMIT" >/dev/null &
+  sleep 0.2
+  db -c "INSERT INTO sites (id, tenant_id, vps_id, domain, site_type, php_version, status, storage_used_mb, db_name,
+                            created_at, updated_at)
+         VALUES (gen_random_uuid(), md5('tenant1')::uuid, md5('vps1')::uuid, 'wake-' || gen_random_uuid() || '.bench',
+                 'wordpress', '8.2', 'creating', 1, 'bench', localtimestamp(0), localtimestamp(0))" >/dev/null
+  wait
+  chom_triggers disable
 }
 tx_tests() { # <config> <rep>: multi-statement transactions, pgbench counting deadlocks (no retries); the seed's
   # per-row recount locks each tenant at its statement, so its random-order transactions deadlock: the reference
