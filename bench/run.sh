@@ -498,8 +498,10 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "least; for the multi-statement transactions, floor = the same transaction with the maintenance chom does at"
     echo "commit written by hand as its last statement, tenants locked in id order (bench/pgbench/floor_tx*.sql);"
     echo "for inserts into the biggest tenant by 4 and 16 writers, floor = each insert writing by hand what a spilled"
-    echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql), what"
-    echo "exact aggregates cost at the least when writers of one tenant must not queue on its row."
+    echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql; with the"
+    echo "quota on, after the headroom read a spill must do: floor_busy_insert_quota.sql), with a fold worker folding"
+    echo "those rows meanwhile as it folds chom's: what exact aggregates cost at the least when writers of one tenant"
+    echo "must not queue on its row."
     echo "deadlocks none / seed / chom: deadlock failures over all runs (the multi-statement transaction tests,"
     echo "pgbench --max-tries=1)."
     echo
