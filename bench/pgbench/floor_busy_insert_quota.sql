@@ -2,7 +2,7 @@
 -- plus what a spilled commit must read first to keep the quota exact (src/maintain/deltas.rs,
 -- may_spill_under_quota): the tenant's headroom under its tier's max_sites, its cached count and its unfolded
 -- deltas summed. The delta is written only when the headroom covers every process's spill in flight (:inflight,
--- MaxBackends + max_prepared_transactions), as chom's rule; run by hand (bench/benchmarks-notes.md), not by run.sh
+-- MaxBackends + max_prepared_transactions), as chom's rule
 \set n random(:lo, :hi)
 \set v random(1, :vps_used)
 WITH s AS (
