@@ -71,7 +71,7 @@ WITH r AS (SELECT * FROM reads), w AS (SELECT * FROM writes), pk AS (SELECT c_la
 SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
        CASE WHEN t.op = '= 0' THEN CASE WHEN t.cnt IS NULL THEN 'n/a' WHEN t.cnt = 0 THEN 'PASS' ELSE 'MISS' END
             WHEN t.op = 'stated' THEN CASE WHEN t.measured IS NULL THEN 'n/a' ELSE 'stated' END
-            WHEN t.ratio IS NULL THEN 'n/a' WHEN t.op = 'info' THEN 'reference'
+            WHEN t.ratio IS NULL THEN 'n/a' WHEN t.op IN ('info', 'bound') THEN 'reference'
             WHEN t.scaled AND :sites < :full THEN '1M only'
             WHEN (t.op = '>=' AND t.ratio >= t.limit_) OR (t.op = '<=' AND t.ratio <= t.limit_) THEN 'PASS'
             ELSE 'MISS' END AS result
@@ -126,7 +126,7 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
      WHERE q IS NOT NULL AND fq IS NOT NULL
     UNION ALL
     SELECT 5.85 + ord, test || ', ' || clients || ' clients, quota on (far from the limit): the floor vs no trigger',
-           f(n_v) || ' tps', f(fq) || ' tps', ratio(fq, n_v), 'info', 0.80, false, NULL
+           f(n_v) || ' tps', f(fq) || ' tps', ratio(fq, n_v), 'bound', 0.80, false, NULL
       FROM (SELECT w.*, m('write', 'floor-quota', w.test, w.clients, 'tps') AS fq FROM w) wq WHERE fq IS NOT NULL
     UNION ALL
     SELECT 18, 'tenant stats of the busy tenant beside 16 writers: chom latency vs PK read beside them',
@@ -142,8 +142,9 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
     SELECT 20 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs seed recount trigger',
            f(s_v) || ' tps', f(c_v) || ' tps', ratio(c_v, s_v), '>=', 3.0, true, NULL FROM w WHERE test LIKE 'insert, biggest%'
   ) t(ord, target, baseline, measured, ratio, op, limit_, scaled, cnt)
-  CROSS JOIN LATERAL (SELECT CASE t.op WHEN 'info' THEN CASE WHEN t.target LIKE '%fillfactor%' THEN 'none (what the fillfactor buys)'
-                                                            ELSE 'none (what any spilling design reaches at most)' END WHEN '= 0' THEN '0 deadlocks'
+  CROSS JOIN LATERAL (SELECT CASE t.op WHEN 'info' THEN 'none (what the fillfactor buys)'
+                                       WHEN 'bound' THEN 'none (what any spilling design reaches at most)'
+                                       WHEN '= 0' THEN '0 deadlocks'
                                        WHEN 'stated' THEN 'measured and stated'
                                        ELSE t.op || ' ' || t.limit_ || 'x' END AS goal) g;
 
