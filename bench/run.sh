@@ -276,8 +276,9 @@ floor_tests() { # <rep>: the single-row mix with chom's triggers off and its mai
       -f "$P/floor_insert.sql@5" -f "$P/floor_update.sql@4" -f "$P/floor_softdelete.sql@1"
   done
   chom_triggers enable; restore_writes; chom_triggers disable
-  # the multi-statement transactions with the commit's maintenance written by hand as their last statement,
-  # deadlock-free as chom's (tenants locked in id order)
+  # the multi-statement transactions with the commit's maintenance written by hand as their last statement, as
+  # chom does it: rows locked in id order without waiting, the changes of rows others hold spilled and folded
+  wake_fold_worker
   bench write floor "3-tenant tx, random order" 4 "$1" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
     --max-tries=1 --failures-detailed -f "$P/floor_tx3_random.sql"
   for c in 1 4; do
@@ -506,7 +507,8 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "mix with chom's triggers off and the same maintenance written by hand into each statement (the tenant's count"
     echo "and storage, the VPS's live sites: bench/pgbench/floor_*.sql), what exact per-commit aggregates cost at the"
     echo "least; for the multi-statement transactions, floor = the same transaction with the maintenance chom does at"
-    echo "commit written by hand as its last statement, tenants locked in id order (bench/pgbench/floor_tx*.sql);"
+    echo "commit written by hand as its last statement, as chom does it: tenants locked in id order without waiting,"
+    echo "the changes of rows other commits hold spilled to chom.tenant_deltas and folded (bench/pgbench/floor_tx*.sql);"
     echo "for inserts into the biggest tenant by 4 and 16 writers, floor = each insert writing by hand what a spilled"
     echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql; with the"
     echo "quota on, after the headroom read a spill must do: floor_busy_insert_quota.sql), with a fold worker folding"

@@ -1,7 +1,9 @@
 -- floor for w_tx3_random.sql: the same transaction with chom's triggers off, and the maintenance chom does at
--- commit written by hand as its last statement, deadlock-free as chom's: the three tenants locked in id order, then
--- their changes (A and C: storage + 1; B: one site and its storage), and the VPS's live sites. What exact
--- aggregates of a multi-statement transaction cost at the least, with no trigger machinery.
+-- commit written by hand as its last statement, as chom does it: the three tenant rows locked in id order without
+-- waiting (SKIP LOCKED), the locked ones updated (A and C: storage + 1; B: one site and its storage), the changes of
+-- those another commit holds spilled as rows of chom.tenant_deltas (run.sh keeps a fold worker folding them), then
+-- the VPS's live sites. What exact aggregates of a multi-statement transaction cost at the least when no commit
+-- waits for another's tenant rows.
 \set a random(1, :ntx)
 \set b 1 + (:a + random(0, :ntx - 2)) % :ntx
 \set c random(1, :ntx - 2)
@@ -21,9 +23,11 @@ UPDATE sites SET storage_used_mb = storage_used_mb + 1, updated_at = localtimest
  WHERE id = (SELECT id FROM bench_tx_sites WHERE t = :c AND k = :kc);
 WITH d(id, sites, storage) AS (VALUES (md5('tenant' || :a)::uuid, 0, 1), (md5('tenant' || :b)::uuid, 1, :v % 700),
                                      (md5('tenant' || :c)::uuid, 0, 1)),
-l AS (SELECT t.id FROM tenants t WHERE t.id IN (SELECT id FROM d) ORDER BY t.id FOR NO KEY UPDATE OF t)
-UPDATE tenants t SET cached_sites_count = t.cached_sites_count + d.sites,
-                     cached_storage_mb = t.cached_storage_mb + d.storage
-  FROM d JOIN l USING (id) WHERE t.id = d.id;
+l AS (SELECT t.id FROM tenants t WHERE t.id IN (SELECT id FROM d) ORDER BY t.id FOR NO KEY UPDATE OF t SKIP LOCKED),
+u AS (UPDATE tenants t SET cached_sites_count = t.cached_sites_count + d.sites,
+                           cached_storage_mb = t.cached_storage_mb + d.storage
+        FROM d JOIN l USING (id) WHERE t.id = d.id)
+INSERT INTO chom.tenant_deltas (tenant_id, sites, storage_mb)
+SELECT d.id, d.sites, d.storage FROM d WHERE d.id NOT IN (SELECT id FROM l);
 UPDATE chom.vps_load SET live_sites = live_sites + 1 WHERE vps_id = md5('vps' || :v)::uuid;
 COMMIT;
