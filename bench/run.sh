@@ -3,7 +3,8 @@
 # real schema, and measures with pgbench, on the same server and data:
 #   reads  : before (base schema) vs seed (the app's 20 indexes + live COUNT/SUM + withCount) vs chom
 #   writes : none (chom's sites triggers disabled) vs the seed's recount row trigger vs chom: single-row writes,
-#            (and floor: the same writes keeping the aggregates by hand, no trigger: bench/pgbench/floor_*.sql),
+#            (and floor: the same writes keeping the aggregates by hand, no trigger: bench/pgbench/floor_*.sql;
+#            journal: the same writes appending one unindexed row per commit: bench/pgbench/journal_*.sql),
 #            multi-statement transactions (pgbench counting deadlocks), bulk insert
 # Prints a table and writes bench/out/report-<date>.md. Builds chom in release mode and installs it into
 # Postgres 15 first (--no-build to measure what is installed); set-up as for the tests (scripts/setup.sh).
@@ -211,6 +212,9 @@ db -c "CREATE TABLE bench_tx_sites AS
    CROSS JOIN LATERAL generate_series(1, greatest(c.cnt, 20)::int) k
     JOIN live l ON l.t = c.t AND l.r = 1 + (k - 1) % c.cnt" \
    -c "ALTER TABLE bench_tx_sites ADD PRIMARY KEY (t, k)" -c "ANALYZE bench_tx_sites"
+# the journal's table (bench/pgbench/journal_*.sql): one row per writing commit, no index
+db -c "CREATE TABLE bench_journal (tenant_ids uuid[] NOT NULL, sites integer[] NOT NULL, storage_mb bigint[] NOT NULL,
+                                   vps_ids uuid[], vps_sites integer[])"
 read -r TX_TENANTS TX_MIN <<<"$(val "SELECT count(*), min(n) FROM (SELECT t, count(DISTINCT id) AS n FROM bench_tx_sites GROUP BY t) x" | tr '|' ' ')"
 # A's site of the random-order transaction has an odd k, C's an even one: k <= 2 * TX_PER are distinct sites
 TX_PER=$((TX_MIN / 2))
@@ -286,6 +290,19 @@ floor_tests() { # <rep>: the single-row mix with chom's triggers off and its mai
       --max-tries=1 --failures-detailed -f "$P/floor_tx_loop20.sql"
   done
   busy_floor_tests "$1"
+}
+journal_tests() { # <rep>: with chom's triggers off, the single-row mix and the 3-tenant transactions recording
+  # their changes as one row of an unindexed journal (bench/pgbench/journal_*.sql): what a design that appends one
+  # row per writing commit writes at the least, against the goals that no design writing the aggregates reaches
+  local c
+  for c in 1 4; do
+    bench write journal "single-row mix" "$c" "$1" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
+      -f "$P/journal_insert.sql@5" -f "$P/journal_update.sql@4" -f "$P/journal_softdelete.sql@1"
+  done
+  restore_writes
+  bench write journal "3-tenant tx, random order" 4 "$1" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
+    --max-tries=1 --failures-detailed -f "$P/journal_tx3_random.sql"
+  db -c "TRUNCATE bench_journal"
 }
 busy_floor_tests() { # <rep>: inserts into the biggest tenant by 4 and 16 writers, chom's triggers off, each writing
   # by hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql): a delta row and the VPS's count;
@@ -367,6 +384,7 @@ paired_single_row() {
   # adds each update's storage to its tenant, exact only for live sites (the single-row mix soft-deletes some)
   for ((rep = 1; rep <= RUNS; rep++)); do
     chom_triggers disable; single_row_tests none "$rep"; restore_writes; tx_tests none "$rep"; restore_writes
+    journal_tests "$rep"; restore_writes
     # the floor keeps the aggregates itself; the restore, with chom's triggers on, undoes both exactly
     floor_tests "$rep"; chom_triggers enable; restore_writes
     check_drift "floor (maintenance written by hand), after its run $rep and the restore"
@@ -513,7 +531,10 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql; with the"
     echo "quota on, after the headroom read a spill must do: floor_busy_insert_quota.sql), with a fold worker folding"
     echo "those rows meanwhile as it folds chom's: what exact aggregates cost at the least when writers of one tenant"
-    echo "must not queue on its row."
+    echo "must not queue on its row. The targets table also compares with no trigger each floor (what chom's design"
+    echo "reaches at most) and a journal (the single-row mix and the 3-tenant transactions appending their changes as"
+    echo "one unindexed row per commit, chom's triggers off: bench/pgbench/journal_*.sql), what a design that writes no"
+    echo "aggregate at commit reaches at most."
     echo "deadlocks none / seed / chom: deadlock failures over all runs (the multi-statement transaction tests,"
     echo "pgbench --max-tries=1)."
     echo
