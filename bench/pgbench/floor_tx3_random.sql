@@ -2,7 +2,8 @@
 -- commit written by hand as its last statement, as chom does it: the three tenant rows locked in id order without
 -- waiting (SKIP LOCKED), the locked ones updated (A and C: storage + 1; B: one site and its storage), the changes of
 -- those another commit holds spilled as rows of chom.tenant_deltas (run.sh keeps a fold worker folding them), then
--- the VPS's live sites. What exact aggregates of a multi-statement transaction cost at the least when no commit
+-- the VPS's live sites. Those statements go with the COMMIT in one pipeline: one round trip, as chom's maintenance
+-- runs inside its COMMIT. What exact aggregates of a multi-statement transaction cost at the least when no commit
 -- waits for another's tenant rows.
 \set a random(1, :ntx)
 \set b 1 + (:a + random(0, :ntx - 2)) % :ntx
@@ -21,6 +22,7 @@ VALUES (gen_random_uuid(), md5('tenant' || :b)::uuid, md5('vps' || :v)::uuid, 'w
         'wordpress', '8.2', 'creating', :v % 700, 'bench', localtimestamp(0), localtimestamp(0));
 UPDATE sites SET storage_used_mb = storage_used_mb + 1, updated_at = localtimestamp(0)
  WHERE id = (SELECT id FROM bench_tx_sites WHERE t = :c AND k = :kc);
+\startpipeline
 WITH d(id, sites, storage) AS (VALUES (md5('tenant' || :a)::uuid, 0, 1), (md5('tenant' || :b)::uuid, 1, :v % 700),
                                      (md5('tenant' || :c)::uuid, 0, 1)),
 l AS (SELECT t.id FROM tenants t WHERE t.id IN (SELECT id FROM d) ORDER BY t.id FOR NO KEY UPDATE OF t SKIP LOCKED),
@@ -31,3 +33,4 @@ INSERT INTO chom.tenant_deltas (tenant_id, sites, storage_mb)
 SELECT d.id, d.sites, d.storage FROM d WHERE d.id NOT IN (SELECT id FROM l);
 UPDATE chom.vps_load SET live_sites = live_sites + 1 WHERE vps_id = md5('vps' || :v)::uuid;
 COMMIT;
+\endpipeline
