@@ -52,7 +52,8 @@ SELECT * FROM (VALUES (1, 'single%', 0.85), (2, 'insert%', 0.80), (3, '3-tenant 
 
 CREATE VIEW writes AS
 SELECT row_number() OVER (ORDER BY min(t.grp), m.test, m.clients) AS ord,
-       m.test, m.clients, m.test LIKE 'bulk%' AS is_bulk, min(t.goal) AS goal,
+       m.test, m.clients, m.test || ', ' || m.clients || ' client' || CASE WHEN m.clients > 1 THEN 's' ELSE '' END AS label,
+       m.test LIKE 'bulk%' AS is_bulk, min(t.goal) AS goal,
        max(CASE config WHEN 'none' THEN coalesce(tps, lat) END) AS n_v,
        max(CASE config WHEN 'seed' THEN coalesce(tps, lat) END) AS s_v,
        max(CASE config WHEN 'chom' THEN coalesce(tps, lat) END) AS c_v,
@@ -100,25 +101,25 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
       FROM (SELECT m('write', 'none-ff100', test, 1, 'lat') AS n, m('write', 'chom-ff100', test, 1, 'lat') AS c
               FROM w WHERE is_bulk) ff WHERE c IS NOT NULL
     UNION ALL
-    SELECT 5 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs no trigger',
+    SELECT 5 + ord, label || ': chom vs no trigger',
            f(n_v) || ' tps', f(c_v) || ' tps', ratio(c_v, n_v), '>=', coalesce(goal, 0.70), false, NULL FROM w WHERE NOT is_bulk
     UNION ALL
-    SELECT 5.25 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs the same maintenance by hand (floor)',
+    SELECT 5.25 + ord, label || ': chom vs the same maintenance by hand (floor)',
            f(f_v) || ' tps', f(c_v) || ' tps', ratio(c_v, f_v), '>=', 0.90, false, NULL FROM w WHERE f_v IS NOT NULL
     UNION ALL
     -- the floor's own ratio: what chom's design reaches at most (the busy tenant's floor spills every commit)
-    SELECT 5.3 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': the floor vs no trigger',
+    SELECT 5.3 + ord, label || ': the floor vs no trigger',
            f(n_v) || ' tps', f(f_v) || ' tps', ratio(f_v, n_v),
            CASE WHEN test LIKE 'insert, biggest%' THEN 'bound' ELSE 'floor' END, goal, false, NULL
       FROM w WHERE f_v IS NOT NULL
     UNION ALL
     -- one unindexed journal row per writing commit (bench/pgbench/journal_*.sql): what a design that writes no
     -- aggregate at commit, and folds a journal later, reaches at most
-    SELECT 5.35 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': a journal row per commit by hand vs no trigger',
+    SELECT 5.35 + ord, label || ': a journal row per commit by hand vs no trigger',
            f(n_v) || ' tps', f(j) || ' tps', ratio(j, n_v), 'journal', goal, false, NULL
       FROM (SELECT w.*, m('write', 'journal', w.test, w.clients, 'tps') AS j FROM w) wj WHERE j IS NOT NULL
     UNION ALL
-    SELECT 5.5 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': deadlock failures with chom',
+    SELECT 5.5 + ord, label || ': deadlock failures with chom',
            concat_ws(', ', 'none ' || n_dl, 'seed ' || s_dl), coalesce(c_dl::text, '-'), NULL, '= 0', 0, false, c_dl
       FROM w WHERE test LIKE '3-tenant tx%'
     UNION ALL
@@ -151,7 +152,7 @@ SELECT t.ord, t.target, t.baseline, t.measured, t.ratio, g.goal, t.scaled,
       FROM (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)::numeric AS p50,
                    max(lat_ms) AS p99 FROM res WHERE phase = 'lag') l WHERE p99 IS NOT NULL
     UNION ALL
-    SELECT 20 + ord, test || ', ' || clients || ' client' || CASE WHEN clients > 1 THEN 's' ELSE '' END || ': chom vs seed recount trigger',
+    SELECT 20 + ord, label || ': chom vs seed recount trigger',
            f(s_v) || ' tps', f(c_v) || ' tps', ratio(c_v, s_v), '>=', 3.0, true, NULL FROM w WHERE test LIKE 'insert, biggest%'
   ) t(ord, target, baseline, measured, ratio, op, limit_, scaled, cnt)
   CROSS JOIN LATERAL (SELECT CASE t.op WHEN 'info' THEN 'none (what the fillfactor buys)'
