@@ -161,6 +161,9 @@ read_phase() { # <config>
     bench read "$config" "pk read, biggest"     1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$P/pk_read.sql"
     bench read "$config" "pk read, random"      1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/pk_read.sql"
     bench read "$config" "tenant stats, biggest" 1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$stats"
+    if [ "$config" = chom ]; then # the seed's query beside chom's, for a paired ratio (bench/sql/report.sql)
+      bench read "$config" "live COUNT/SUM, biggest" 1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$P/stats_live.sql"
+    fi
     bench read "$config" "tenant stats, random"  1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$stats"
     bench read "$config" "pick vps"             1 "$rep" "$READ_T" -f "$pick"
     if [ "$config" = chom ]; then
@@ -238,31 +241,51 @@ restore_writes() { # put the data back as it was, with whatever triggers are on
   db -v pool="$POOL" -f "$HERE/sql/restore_writes.sql"
   db -c "VACUUM ANALYZE sites, tenants"
 }
-insert_biggest_tests() { # <config> <rep>
-  local c
-  for c in 1 4 16; do
-    bench write "$1" "insert, biggest tenant" "$c" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
-  done
+# each write test for one configuration: <config> <rep> [clients]. none, seed and chom run the application's
+# statements (bench/pgbench/w_*.sql); floor and journal their own (floor_*.sql, journal_*.sql)
+scripts_of() { case $1 in floor|journal) echo "$1" ;; *) echo w ;; esac; }
+mix_run() {
+  local p; p=$(scripts_of "$1")
+  bench write "$1" "single-row mix" "$3" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
+    -f "$P/${p}_insert.sql@5" -f "$P/${p}_update.sql@4" -f "$P/${p}_softdelete.sql@1"
 }
-single_row_tests() { # <config> <rep>
-  local c
-  for c in 1 4; do
-    bench write "$1" "single-row mix" "$c" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
-      -f "$P/w_insert.sql@5" -f "$P/w_update.sql@4" -f "$P/w_softdelete.sql@1"
-  done
-  insert_biggest_tests "$1" "$2"
+# the multi-statement transactions, pgbench counting deadlocks (no retries); the seed's per-row recount locks each
+# tenant at its statement, so its random-order transactions deadlock: the reference. The floor commits as chom
+# does (rows locked in id order without waiting, the changes of rows others hold spilled), so a fold worker runs
+tx3_run() {
+  local p; p=$(scripts_of "$1")
+  [ "$1" = floor ] && wake_fold_worker
+  bench write "$1" "3-tenant tx, random order" 4 "$2" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
+    --max-tries=1 --failures-detailed -f "$P/${p}_tx3_random.sql"
 }
-busy_tenant_tests() { # <rep>: chom on (issue 23): the busy tenant with the quota on (far from its limit), then
-  # 16 writers of the biggest tenant with chom_tenant_stats() and a PK read of it timed beside them, and the lag
-  # of tenants.cached_sites_count (the oldest unfolded delta) sampled meanwhile
-  local c lag
-  raise_busy_tier
-  db -c "ALTER DATABASE chom_bench SET chom.site_quota = on"
-  for c in 4 16; do
-    bench write chom-quota "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
-  done
-  db -c "ALTER DATABASE chom_bench RESET chom.site_quota"
-  restore_tiers
+loop_run() {
+  local p; p=$(scripts_of "$1")
+  bench write "$1" "20-update tx, one tenant" "$3" "$2" "$WRITE_T" -D ntx="$TX_N" -D nclients="$3" \
+    --max-tries=1 --failures-detailed -f "$P/${p}_tx_loop20.sql"
+}
+# inserts into the biggest tenant (issue 23). none, seed and chom: the application's insert; chom-quota: the same
+# with chom.site_quota on, the tenant far from its limit (busy_tests raises its tier); floor: each insert writing by
+# hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql: a delta row and the VPS's count);
+# floor-quota: the same after the headroom read a spill must do where the quota applies
+# (floor_busy_insert_quota.sql). A fold worker folds the floors' deltas meanwhile, as it folds chom's: the fold's
+# work (its CPU, the tenant row's updates beside the writers' foreign-key locks) is part of what the design costs
+insert_run() {
+  case $1 in
+    floor) wake_fold_worker
+      bench write floor "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_busy_insert.sql" ;;
+    floor-quota) wake_fold_worker
+      bench write floor-quota "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -D inflight="$INFLIGHT" \
+        -f "$P/floor_busy_insert_quota.sql" ;;
+    chom-quota) db -c "ALTER DATABASE chom_bench SET chom.site_quota = on"
+      bench write chom-quota "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql"
+      db -c "ALTER DATABASE chom_bench RESET chom.site_quota" ;;
+    *) bench write "$1" "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql" ;;
+  esac
+  case $1 in floor*) db -c "SELECT chom_fold_deltas()" >/dev/null ;; esac
+}
+busy_tenant_tests() { # <rep>: chom on: 16 writers of the biggest tenant with chom_tenant_stats() and a PK read of it
+  # timed beside them, and the lag of tenants.cached_sites_count (the oldest unfolded delta) sampled meanwhile
+  local lag
   bench busy chom "insert, biggest tenant" 16 "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/w_insert.sql" &
   bench busy chom "tenant stats, biggest, beside 16 writers" 1 "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/stats_chom.sql" &
   bench busy chom "pk read, biggest, beside 16 writers" 1 "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/pk_read.sql" &
@@ -271,61 +294,6 @@ busy_tenant_tests() { # <rep>: chom on (issue 23): the busy tenant with the quot
   read -r -a lag <<<"$lag"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' lag chom "oldest unfolded delta, 16 writers" 16 "$1" "${lag[0]}" "${lag[1]}" >>"$RES"
   say "    lag of tenants.cached_sites_count beside 16 writers: oldest unfolded delta p50 ${lag[0]} ms, p99 ${lag[1]} ms, at most ${lag[2]} deltas"
-}
-floor_tests() { # <rep>: the single-row mix with chom's triggers off and its maintenance written by hand in the
-  # same statement (bench/pgbench/floor_*.sql): what exact per-commit aggregates cost at the least
-  local c
-  for c in 1 4; do
-    bench write floor "single-row mix" "$c" "$1" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
-      -f "$P/floor_insert.sql@5" -f "$P/floor_update.sql@4" -f "$P/floor_softdelete.sql@1"
-  done
-  chom_triggers enable; restore_writes; chom_triggers disable
-  # the multi-statement transactions with the commit's maintenance written by hand as their last statement, as
-  # chom does it: rows locked in id order without waiting, the changes of rows others hold spilled and folded
-  wake_fold_worker
-  bench write floor "3-tenant tx, random order" 4 "$1" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
-    --max-tries=1 --failures-detailed -f "$P/floor_tx3_random.sql"
-  for c in 1 4; do
-    bench write floor "20-update tx, one tenant" "$c" "$1" "$WRITE_T" -D ntx="$TX_N" -D nclients="$c" \
-      --max-tries=1 --failures-detailed -f "$P/floor_tx_loop20.sql"
-  done
-  busy_floor_tests "$1"
-}
-journal_tests() { # <rep>: with chom's triggers off, the single-row mix and the 3-tenant transactions recording
-  # their changes as one row of an unindexed journal (bench/pgbench/journal_*.sql): what a design that appends one
-  # row per writing commit writes at the least, against the goals that no design writing the aggregates reaches
-  local c
-  for c in 1 4; do
-    bench write journal "single-row mix" "$c" "$1" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
-      -f "$P/journal_insert.sql@5" -f "$P/journal_update.sql@4" -f "$P/journal_softdelete.sql@1"
-  done
-  restore_writes
-  bench write journal "3-tenant tx, random order" 4 "$1" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
-    --max-tries=1 --failures-detailed -f "$P/journal_tx3_random.sql"
-  db -c "TRUNCATE bench_journal"
-}
-busy_floor_tests() { # <rep>: inserts into the biggest tenant by 4 and 16 writers, chom's triggers off, each writing
-  # by hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql): a delta row and the VPS's count;
-  # then with the quota on, far from the limit, each reading the tenant's headroom first as a spill must
-  # (floor_busy_insert_quota.sql). A fold worker folds their deltas meanwhile, as it folds chom's: the fold's
-  # work (its CPU, the tenant row's updates beside the writers' foreign-key locks) is part of what the design costs
-  local c inflight
-  # the most spills that can be in flight at once (src/maintain/deltas.rs, processes_at_most)
-  inflight=$(val "SELECT current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
-                         + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
-                         + current_setting('max_prepared_transactions')::int")
-  for c in 4 16; do
-    wake_fold_worker
-    bench write floor "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_busy_insert.sql"
-  done
-  raise_busy_tier
-  for c in 4 16; do
-    wake_fold_worker
-    bench write floor-quota "insert, biggest tenant" "$c" "$1" "$WRITE_T" -D lo=1 -D hi=1 -D inflight="$inflight" \
-      -f "$P/floor_busy_insert_quota.sql"
-  done
-  restore_tiers
-  db -c "SELECT chom_fold_deltas()" >/dev/null
 }
 raise_busy_tier() { # the biggest tenant's tier far above its live sites, for the runs with the quota on
   local tier
@@ -354,43 +322,52 @@ wake_fold_worker() { # with chom's triggers off: one spill (a site inserted whil
   done
   say "wake_fold_worker: no fold worker runs after a spill"; exit 1
 }
-tx_tests() { # <config> <rep>: multi-statement transactions, pgbench counting deadlocks (no retries); the seed's
-  # per-row recount locks each tenant at its statement, so its random-order transactions deadlock: the reference
-  local c
-  bench write "$1" "3-tenant tx, random order" 4 "$2" "$WRITE_T" -D ntx="$TX_N" -D per="$TX_PER" \
-    --max-tries=1 --failures-detailed -f "$P/w_tx3_random.sql"
-  for c in 1 4; do
-    bench write "$1" "20-update tx, one tenant" "$c" "$2" "$WRITE_T" -D ntx="$TX_N" -D nclients="$c" \
-      --max-tries=1 --failures-detailed -f "$P/w_tx_loop20.sql"
-  done
-}
 # chom's triggers on sites off (none) or on (chom): the same tables, indexes and data otherwise
 chom_triggers() { db -c "ALTER TABLE sites ${1^^} TRIGGER USER"; }
-# none and chom in turn, each run on the state the previous one left (restored), so that a slow spell of the
-# shared machine or a drift of the table state hits both configurations alike
-paired_single_row() {
-  local rep
-  db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
-  if ((BUSY_ONLY)); then
-    for ((rep = 1; rep <= RUNS; rep++)); do
-      chom_triggers disable; insert_biggest_tests none "$rep"; restore_writes
-      busy_floor_tests "$rep"; chom_triggers enable; restore_writes
-      check_drift "busy floor (spills written by hand), after its run $rep and the restore"
-      insert_biggest_tests chom "$rep"; busy_tenant_tests "$rep"; restore_writes
-    done
-    return
-  fi
-  # the transactions run on restored data, every sampled site of theirs live: the floor's maintenance by hand
-  # adds each update's storage to its tenant, exact only for live sites (the single-row mix soft-deletes some)
-  for ((rep = 1; rep <= RUNS; rep++)); do
-    chom_triggers disable; single_row_tests none "$rep"; restore_writes; tx_tests none "$rep"; restore_writes
-    journal_tests "$rep"; restore_writes
-    # the floor keeps the aggregates itself; the restore, with chom's triggers on, undoes both exactly
-    floor_tests "$rep"; chom_triggers enable; restore_writes
-    check_drift "floor (maintenance written by hand), after its run $rep and the restore"
-    single_row_tests chom "$rep"; restore_writes; tx_tests chom "$rep"; busy_tenant_tests "$rep"
-    check_drift "chom, after pgbench writes of run $rep"
+# in_turn <rep> <configs> <run> [clients]: one write test run by each configuration, back to back, in an order
+# rotated from run to run, each on restored data: a slow spell of the shared machine hits every configuration of a
+# test alike, and report.sql pairs each run's figures. none and journal run with chom's triggers off and are
+# restored so (nothing drifts); the floor keeps the aggregates itself, and its restore with chom's triggers on
+# undoes both exactly. Every sampled site of the transactions is live at their start (the restore), as the
+# floor's maintenance by hand, which adds each update's storage to its tenant, needs
+in_turn() {
+  local rep=$1 run=$3 configs i config
+  read -r -a configs <<<"$2"; shift 3
+  for ((i = 0; i < ${#configs[@]}; i++)); do
+    config=${configs[(i + rep - 1) % ${#configs[@]}]}
+    case $config in chom*) chom_triggers enable ;; *) chom_triggers disable ;; esac
+    "$run" "$config" "$rep" "$@"
+    case $config in floor*) chom_triggers enable ;; journal) db -c "TRUNCATE bench_journal" ;; esac
     restore_writes
+  done
+}
+busy_tests() { # <rep>: inserts into the biggest tenant, each number of writers in every configuration back to back
+  # (the floors only where writers share the tenant's row), then the busy tenant's reads beside 16 writers
+  local c
+  raise_busy_tier
+  in_turn "$1" "none chom" insert_run 1
+  for c in 4 16; do in_turn "$1" "none floor chom floor-quota chom-quota" insert_run "$c"; done
+  restore_tiers
+  check_drift "the inserts into the biggest tenant of run $1 (floors, chom), after the restores"
+  chom_triggers enable; busy_tenant_tests "$1"; restore_writes
+  check_drift "chom, after the busy tenant's run $1 and the restore"
+}
+paired_writes() {
+  local rep c
+  # the most spills that can be in flight at once (src/maintain/deltas.rs, processes_at_most), for the quota's floor
+  INFLIGHT=$(val "SELECT current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
+                         + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
+                         + current_setting('max_prepared_transactions')::int")
+  db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
+  for ((rep = 1; rep <= RUNS; rep++)); do
+    if ! ((BUSY_ONLY)); then
+      for c in 1 4; do in_turn "$rep" "none journal floor chom" mix_run "$c"; done
+      check_drift "the single-row mix of run $rep (floor, chom), after the restores"
+      in_turn "$rep" "none journal floor chom" tx3_run
+      for c in 1 4; do in_turn "$rep" "none floor chom" loop_run "$c"; done
+      check_drift "the transactions of run $rep (floor, chom), after the restores"
+    fi
+    busy_tests "$rep"
   done
 }
 paired_bulk() { # <none label> <chom label>: the bulk insert without and with chom's triggers, in turn
@@ -407,8 +384,10 @@ db -c "SELECT * FROM chom_uninstall()" >/dev/null
 db -f "$HERE/sql/seed_recount_on.sql"
 db -c "VACUUM ANALYZE sites, tenants" -c "CHECKPOINT"
 for ((rep = 1; rep <= RUNS; rep++)); do
-  single_row_tests seed "$rep"
-  tx_tests seed "$rep"
+  for c in 1 4; do mix_run seed "$rep" "$c"; done
+  for c in 1 4 16; do insert_run seed "$rep" "$c"; done
+  tx3_run seed "$rep"
+  for c in 1 4; do loop_run seed "$rep" "$c"; done
   bulk_run seed "$rep"
   # the seed trigger would recount once per restored row: switched off meanwhile
   db -c "ALTER TABLE sites DISABLE TRIGGER bench_seed_recount"; restore_writes
@@ -416,10 +395,10 @@ for ((rep = 1; rep <= RUNS; rep++)); do
 done
 db -f "$HERE/sql/seed_recount_off.sql"
 fi
-say "writes: none / chom in turn (chom_install(); none = chom's sites triggers disabled)"
+say "writes: none / journal / floor / chom back to back per test, order rotated per run (chom_install(); none = chom's sites triggers disabled)"
 db -c "SELECT * FROM chom_install()" >/dev/null
 check_drift "chom, after chom_install()"
-paired_single_row
+paired_writes
 check_drift "chom, after the restores (DELETE + UPDATE ... FROM, statement triggers)"
 if ! ((BUSY_ONLY)); then
 say "writes: bulk insert, none / chom in turn, tenants freshly packed at chom's fillfactor (VACUUM FULL)"
@@ -485,9 +464,11 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "  throughput (higher is better for chom)."
   else
     echo "- method: pgbench -M prepared, 1 client for reads (-T $READ_T s), 1 and 4 clients for writes (-T $WRITE_T s);"
-    echo "  every figure is the median of $RUNS runs; none and chom alternate (chom's sites triggers disabled, enabled) on"
-    echo "  the same tables; bulk insert = one INSERT ... SELECT of $BULK sites over all tenants, timed inside a transaction"
-    echo "  that is rolled back, median of $BULK_RUNS none/chom pairs. Multi-statement transactions:"
+    echo "  every figure is the median of $RUNS runs. Each write test runs none, journal, floor and chom back to back"
+    echo "  (chom's sites triggers disabled or enabled on the same tables), in an order rotated from run to run, and each"
+    echo "  ratio is paired: the median of the runs' own ratios, whose two sides ran a minute apart at most (reads: in"
+    echo "  the same phase, seconds apart). Bulk insert = one INSERT ... SELECT of $BULK sites over all tenants, timed"
+    echo "  inside a transaction that is rolled back, $BULK_RUNS none/chom pairs. Multi-statement transactions:"
     echo "  BEGIN; update a site of tenant A; insert a site of tenant B; update a site of tenant C; COMMIT with A, B, C"
     echo "  three different tenants at random among tenants 1..$TX_N (4 clients), and 20 single-row updates of one tenant's"
     echo "  sites in one transaction (1 client; 4 clients on different tenants), run with --max-tries=1 so that a deadlock"
@@ -521,7 +502,7 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "## Writes (median TPS; bulk insert: median ms)"
     echo
     echo "none = chom's triggers on sites disabled (same tables, indexes and data), seed = recount row trigger (chom"
-    echo "uninstalled), chom = chom's statement triggers; none and chom were measured in turn. floor = the single-row"
+    echo "uninstalled), chom = chom's statement triggers; each test's configurations ran back to back. floor = the single-row"
     echo "mix with chom's triggers off and the same maintenance written by hand into each statement (the tenant's count"
     echo "and storage, the VPS's live sites: bench/pgbench/floor_*.sql), what exact per-commit aggregates cost at the"
     echo "least; for the multi-statement transactions, floor = the same transaction with the maintenance chom does at"
