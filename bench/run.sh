@@ -158,17 +158,19 @@ read_phase() { # <config>
   local config=$1 stats=$P/stats_live.sql pick=$P/pick_vps_seed.sql rep i
   if [ "$config" = chom ]; then stats=$P/stats_chom.sql pick=$P/pick_vps_chom.sql; fi
   for ((rep = 1; rep <= RUNS; rep++)); do
+    # each read right after the one report.sql pairs it with (pick and stats: the PK read of the biggest tenant,
+    # the quota: the PK read of a random one, chom's stats: the seed's live COUNT/SUM), seconds apart
     bench read "$config" "pk read, biggest"     1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$P/pk_read.sql"
-    bench read "$config" "pk read, random"      1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/pk_read.sql"
+    bench read "$config" "pick vps"             1 "$rep" "$READ_T" -f "$pick"
     bench read "$config" "tenant stats, biggest" 1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$stats"
-    if [ "$config" = chom ]; then # the seed's query beside chom's, for a paired ratio (bench/sql/report.sql)
+    if [ "$config" = chom ]; then
       bench read "$config" "live COUNT/SUM, biggest" 1 "$rep" "$READ_T" -D lo=1 -D hi=1 -f "$P/stats_live.sql"
     fi
-    bench read "$config" "tenant stats, random"  1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$stats"
-    bench read "$config" "pick vps"             1 "$rep" "$READ_T" -f "$pick"
+    bench read "$config" "pk read, random"      1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/pk_read.sql"
     if [ "$config" = chom ]; then
       bench read "$config" "tenant quota, random" 1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/quota_chom.sql"
     fi
+    bench read "$config" "tenant stats, random"  1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$stats"
     bench read "$config" "list sites, random"   1 "$rep" "$READ_T" -D lo=1 -D hi="$TENANTS" -f "$P/list_sites.sql"
     if ((SHAPES)); then
       for ((i = 0; i < ${#SHAPES_LIST[@]}; i += 2)); do
@@ -264,15 +266,21 @@ loop_run() {
     --max-tries=1 --failures-detailed -f "$P/${p}_tx_loop20.sql"
 }
 # inserts into the biggest tenant (issue 23). none, seed and chom: the application's insert; chom-quota: the same
-# with chom.site_quota on, the tenant far from its limit (busy_tests raises its tier); floor: each insert writing by
-# hand what a spilled commit writes (bench/pgbench/floor_busy_insert.sql: a delta row and the VPS's count);
+# with chom.site_quota on, the tenant far from its limit (busy_tests raises its tier); floor: with one writer, the
+# single-row mix's insert with its maintenance (floor_insert.sql: no other commit holds the row, so chom does not
+# spill), with several, each insert writing by hand what a spilled commit writes (floor_busy_insert.sql: a delta
+# row and the VPS's count);
 # floor-quota: the same after the headroom read a spill must do where the quota applies
 # (floor_busy_insert_quota.sql). A fold worker folds the floors' deltas meanwhile, as it folds chom's: the fold's
 # work (its CPU, the tenant row's updates beside the writers' foreign-key locks) is part of what the design costs
 insert_run() {
   case $1 in
-    floor) wake_fold_worker
-      bench write floor "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_busy_insert.sql" ;;
+    floor) if (($3 == 1)); then
+        bench write floor "insert, biggest tenant" 1 "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_insert.sql"
+      else
+        wake_fold_worker
+        bench write floor "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -f "$P/floor_busy_insert.sql"
+      fi ;;
     floor-quota) wake_fold_worker
       bench write floor-quota "insert, biggest tenant" "$3" "$2" "$WRITE_T" -D lo=1 -D hi=1 -D inflight="$INFLIGHT" \
         -f "$P/floor_busy_insert_quota.sql" ;;
@@ -342,10 +350,10 @@ in_turn() {
   done
 }
 busy_tests() { # <rep>: inserts into the biggest tenant, each number of writers in every configuration back to back
-  # (the floors only where writers share the tenant's row), then the busy tenant's reads beside 16 writers
+  # (the quota's only where writers share the tenant's row), then the busy tenant's reads beside 16 writers
   local c
   raise_busy_tier
-  in_turn "$1" "none chom" insert_run 1
+  in_turn "$1" "none floor chom" insert_run 1
   for c in 4 16; do in_turn "$1" "none floor chom floor-quota chom-quota" insert_run "$c"; done
   restore_tiers
   check_drift "the inserts into the biggest tenant of run $1 (floors, chom), after the restores"
@@ -508,7 +516,8 @@ chart() { local c; for c in "${CHARTS[@]}"; do [ "${c%%:*}" = "$1" ] && printf '
     echo "least; for the multi-statement transactions, floor = the same transaction with the maintenance chom does at"
     echo "commit written by hand as its last statement, as chom does it: tenants locked in id order without waiting,"
     echo "the changes of rows other commits hold spilled to chom.tenant_deltas and folded (bench/pgbench/floor_tx*.sql);"
-    echo "for inserts into the biggest tenant by 4 and 16 writers, floor = each insert writing by hand what a spilled"
+    echo "for inserts into the biggest tenant, floor = with one writer the single-row mix's insert and its maintenance"
+    echo "(floor_insert.sql), with 4 and 16 writers each insert writing by hand what a spilled"
     echo "commit writes (a row of chom.tenant_deltas and the VPS's count: bench/pgbench/floor_busy_insert.sql; with the"
     echo "quota on, after the headroom read a spill must do: floor_busy_insert_quota.sql), with a fold worker folding"
     echo "those rows meanwhile as it folds chom's: what exact aggregates cost at the least when writers of one tenant"
