@@ -10,7 +10,7 @@
 # Postgres 15 first (--no-build to measure what is installed); set-up as for the tests (scripts/setup.sh).
 #
 #   bench/run.sh --quick            20k sites, short runs: about 9 minutes on 2 cores
-#   bench/run.sh                    1M sites, 3 runs of 5 s (reads) / 10 s (writes): about 35 minutes
+#   bench/run.sh                    1M sites, 3 runs of 5 s (reads) / 10 s (writes): about 45 minutes
 # Runs scripts/setup.sh first (see its --help); its server runs as chomtest in /tmp/chom-bench.* on port 5544.
 # Options: --sites N  --runs R  --read-secs S  --write-secs S  --bulk ROWS  --bulk-runs R (default 5)
 #          --port P  --keep (leave the data dir)
