@@ -30,24 +30,24 @@ pub fn apply(target: &Target, changes: &Changes) {
         // CHOM's tables were dropped in this very transaction: nothing is left to keep exact
         return;
     }
-    let mut spills = Vec::new();
-    run_as(target, Principal::TablesOwner, || {
-        Spi::connect_mut(|client| apply_tenants(client, target, changes, &mut spills))
-    });
-    // chom's own rows, in one switch to chom: the spilled changes, then the VPS rows
-    let shard = matches!(target.layout, Layout::Shard(_));
-    if spills.is_empty() && !shard && !changes.touches_vps() {
-        return;
-    }
-    run_as(target, Principal::Chom, || {
-        Spi::connect_mut(|client| {
+    // one SPI connection for both identities: each switch is a security-restricted operation of its own, with
+    // its own pinned settings, so nothing an owner's trigger sets reaches the statements chom runs as itself
+    Spi::connect_mut(|client| {
+        let mut spills = Vec::new();
+        run_as(target, Principal::TablesOwner, || apply_tenants(client, target, changes, &mut spills));
+        // chom's own rows, in one switch to chom: the spilled changes, then the VPS rows
+        let shard = matches!(target.layout, Layout::Shard(_));
+        if spills.is_empty() && !shard && !changes.touches_vps() {
+            return;
+        }
+        run_as(target, Principal::Chom, || {
             deltas::spill(client, target, &spills);
             if shard {
                 queue_vps(client, target, changes);
             } else if changes.touches_vps() {
                 apply_vps(client, target, changes);
             }
-        })
+        });
     });
 }
 

@@ -12,6 +12,8 @@
 use crate::pg::errors::raise;
 use crate::schema::target::{relation_oid, Target, CHOM_SCHEMA};
 use pgrx::{pg_sys, PgSqlErrorCode};
+use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 
 /// Who a piece of chom's work runs as.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,8 +24,37 @@ pub enum Principal {
     Chom,
 }
 
+thread_local! {
+    /// The roles [`role_of`] found, per principal and schema of CHOM's tables, until the next relcache
+    /// invalidation or change of a schema ([`forget_roles`]): a new owner (`ALTER TABLE ... OWNER TO`), a table
+    /// dropped or created sends one. Every writing commit asks for both. Never dropped, like the plan cache.
+    static ROLES: ManuallyDrop<RefCell<Vec<((Principal, String), pg_sys::Oid)>>> =
+        const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+}
+
+/// Forgets the roles [`role_of`] found; with the cached installation ([`crate::schema::resolve`]).
+pub fn forget_roles() {
+    ROLES.with(|roles| roles.borrow_mut().clear());
+}
+
 /// The role `principal` names for `target`, from the relation cache (no query).
 pub fn role_of(target: &Target, principal: Principal) -> pg_sys::Oid {
+    let known = ROLES.with(|roles| {
+        roles
+            .borrow()
+            .iter()
+            .find(|((p, schema), _)| *p == principal && *schema == target.schema)
+            .map(|(_, role)| *role)
+    });
+    if let Some(role) = known {
+        return role;
+    }
+    let role = owner_of(target, principal);
+    ROLES.with(|roles| roles.borrow_mut().push(((principal, target.schema.clone()), role)));
+    role
+}
+
+fn owner_of(target: &Target, principal: Principal) -> pg_sys::Oid {
     let (schema, table) = match principal {
         Principal::TablesOwner => (target.schema.as_str(), c"tenants"),
         Principal::Chom => (CHOM_SCHEMA, c"vps_load"),

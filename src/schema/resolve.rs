@@ -38,11 +38,13 @@ thread_local! {
         const { std::mem::ManuallyDrop::new(std::cell::RefCell::new(None)) };
 }
 
-/// Drops the cached installation (see [`INSTALLED`]).
+/// Drops the cached installation (see [`INSTALLED`]) and what is kept beside it: the node, which tables exist,
+/// the roles chom writes as.
 pub fn forget_installed() {
     INSTALLED.with(|cached| cached.borrow_mut().take());
     crate::schema::layout::forget_node();
     crate::schema::target::forget_tables_found();
+    crate::schema::identity::forget_roles();
 }
 
 /// Registers [`forget_installed`] with the invalidations (any relcache one, and a schema renamed: the
