@@ -252,7 +252,7 @@ mix_run() {
   local p test="single-row mix" options=""
   p=$(scripts_of "$1")
   if [ "${4:-on}" = off ]; then test="single-row mix (synchronous_commit off)" options="-c synchronous_commit=off"; fi
-  PGOPTIONS=$options bench write "$1" "$test" "$3" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
+  PGOPTIONS="${PGOPTIONS:-} $options" bench write "$1" "$test" "$3" "$2" "$WRITE_T" -D lo=1 -D hi="$TENANTS" \
     -f "$P/${p}_insert.sql@5" -f "$P/${p}_update.sql@4" -f "$P/${p}_softdelete.sql@1"
 }
 # the multi-statement transactions, pgbench counting deadlocks (no retries); the seed's per-row recount locks each
