@@ -309,10 +309,9 @@ END
 $$;
 
 -- CREATE OR REPLACE FUNCTION above reset the functions' SECURITY and SET clauses: give back the ones a fresh
--- install of 0.4.0 sets (sql/finalize.sql).
+-- install of 0.4.0 sets (sql/finalize.sql). The trigger functions lose the search_path 0.3.0 gave them: since
+-- 0.4.0 the look-ups they make on a cache miss pin it themselves, and their firings pay for no SET clause.
 ALTER FUNCTION chom.record_run() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION @extschema@.chom_sites_aggregates() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION @extschema@.chom_vps_registry() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION @extschema@.chom_pick_vps(integer, integer, text, text)
     SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan;
 

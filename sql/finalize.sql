@@ -15,7 +15,10 @@ REVOKE ALL ON PROCEDURE chom_refresh_all_batched(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION chom.refresh_batch(uuid, integer, timestamptz, bigint) FROM PUBLIC;
 -- Every function of chom's resolves names in pg_catalog only, whoever calls it with whatever search_path: a
 -- function or operator that another role put in a schema of the caller's path is never chom's. (Rows of CHOM's
--- tables are written as their owner, inside a security-restricted operation: src/schema/identity.rs.)
+-- tables are written as their owner, inside a security-restricted operation: src/schema/identity.rs.) The
+-- trigger functions below are the exception to the SET clause, not to the rule: they fire on every write, and
+-- a SET clause would set and reset search_path at each firing, while their hot path runs no SQL; the look-ups
+-- they and chom's commit step make on a cache miss pin it themselves (src/pg/settings.rs).
 ALTER FUNCTION chom_install() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_uninstall() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION chom_index_ddl(boolean) SET search_path = pg_catalog, pg_temp;
@@ -51,8 +54,6 @@ GRANT SELECT ON chom.managed_index, chom.vps_load, chom.runs, chom.tenant_deltas
 
 -- The trigger functions only read their transition tables into backend memory; only chom_install() attaches
 -- them (CREATE TRIGGER needs EXECUTE, which PUBLIC does not have), and they refuse other tables.
-ALTER FUNCTION chom_sites_aggregates() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION chom_vps_registry() SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION chom_sites_aggregates(), chom_vps_registry() FROM PUBLIC;
 
 -- chom applies each transaction's changes at commit from its library's own transaction callback, as the

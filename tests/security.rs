@@ -24,7 +24,10 @@
 //!  6. layouts chom refuses: tables of several owners, FORCE ROW LEVEL SECURITY;
 //!  7. a view in place of a table: renames of CHOM's tables refused; a view of the owner's in place of
 //!     `vps_servers` or `sites`, met by chom's commit step and by a superuser calling each of chom's functions;
-//!  8. a schema `chom` created beforehand by the owner: CREATE EXTENSION refuses it.
+//!  8. a schema `chom` created beforehand by the owner: CREATE EXTENSION refuses it;
+//!  9. the caller's `search_path`: with the owner's database set to search `public` before `pg_catalog`, a
+//!     superuser's first writes in fresh sessions (chom's triggers and commit step look chom's installation up
+//!     then, outside any function with a SET clause) resolve nothing through the owner's objects.
 
 mod common;
 
@@ -932,4 +935,59 @@ fn a_schema_chom_made_by_the_owner_stops_create_extension() {
         .get(0);
     assert_eq!(owner_of_chom, OWNER);
     cluster.assert_not_superuser(&mut superuser, "CREATE EXTENSION with a schema chom of the owner's");
+}
+
+/// The owner of the database sets its search_path to `public, pg_catalog` (ALTER DATABASE is the owner's), so
+/// that `public.=(name, name)` and `public.=(name, text)`, planted beside it, hide pg_catalog's own (the same
+/// signatures, found first) in every comparison of a name with a name, a literal or text. A superuser's fresh sessions then write `sites` (insert, soft delete), `vps_servers` and finally
+/// TRUNCATE `sites`: each first write of a backend has chom's triggers and its commit step look the
+/// installation, the node and the shards up with SQL, which must resolve in pg_catalog only. Checked from a
+/// session opened before the ALTER DATABASE (the checks' own unqualified comparisons would be captured too).
+#[test]
+fn the_callers_search_path_reaches_none_of_chom_s_lookups() {
+    let (cluster, mut superuser, mut owner) = app("");
+    owner
+        .batch_execute(
+            "CREATE FUNCTION public.name_eq_text(a name, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 PERFORM public.probe('operator =(name, text)');
+                 RETURN pg_catalog.nameeqtext(a, b);
+             END $$;
+             CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = text, FUNCTION = public.name_eq_text);
+             CREATE FUNCTION public.name_eq_name(a name, b name) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 PERFORM public.probe('operator =(name, name)');
+                 RETURN pg_catalog.nameeq(a, b);
+             END $$;
+             CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = name, FUNCTION = public.name_eq_name);
+             ALTER DATABASE app SET search_path = public, pg_catalog;",
+        )
+        .unwrap();
+    // the operator is real: a superuser's comparison in such a session escalates
+    let mut probe = cluster.superuser("app");
+    probe.batch_execute("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'chom'").unwrap();
+    assert!(cluster.escalation(&mut superuser).is_some(), "the planted operator did not capture a superuser");
+    superuser.batch_execute("ALTER ROLE app_owner NOSUPERUSER").unwrap();
+    drop(probe);
+    let vps = "INSERT INTO public.vps_servers (id, hostname, ip_address, provider, region, spec_cpu, spec_memory_mb, \
+               spec_disk_gb, status, allocation_type, health_status) VALUES (gen_random_uuid(), 'search-path.test', \
+               '10.9.9.9', 'hetzner', 'eu-central', 2, 2048, 40, 'active', 'shared', 'healthy')";
+    let soft_delete = "UPDATE public.sites SET deleted_at = now() \
+                       WHERE id = (SELECT s.id FROM public.sites s WHERE s.deleted_at IS NULL LIMIT 1)";
+    for (what, statement) in [
+        ("a site inserted", add_site("search-path")),
+        ("a site soft-deleted in a transaction block", format!("BEGIN; {soft_delete}; COMMIT")),
+        ("a VPS inserted", vps.to_string()),
+    ] {
+        let mut writer = cluster.superuser("app");
+        writer.batch_execute(&statement).unwrap_or_else(|e| panic!("{what}: {}", said(&e)));
+        drop(writer);
+        cluster.assert_not_superuser(&mut superuser, what);
+        assert_exact(&mut superuser, what);
+    }
+    let mut writer = cluster.superuser("app");
+    writer.batch_execute("TRUNCATE public.sites CASCADE").unwrap_or_else(|e| panic!("TRUNCATE: {}", said(&e)));
+    cluster.assert_not_superuser(&mut superuser, "TRUNCATE sites");
+    assert_exact(&mut superuser, "TRUNCATE sites");
+    assert_eq!(scalar_i64(&mut superuser, "SELECT count(*) FROM public.sites"), 0);
 }

@@ -61,6 +61,7 @@ pub extern "C-unwind" fn chom_drain_worker_main(_arg: pg_sys::Datum) {
             // SAFETY: reloads the configuration files, as Postgres' own background processes do on SIGHUP.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        BackgroundWorker::transaction(drain_once);
+        // the worker's session takes the database's settings, search_path among them
+        BackgroundWorker::transaction(|| crate::pg::settings::with_catalog_search_path(drain_once));
     }
 }

@@ -42,7 +42,10 @@ pub fn shard_of(target: &Target, table: &str, relid: pg_sys::Oid, relname: &str)
     let shard: Option<i64> =
         relname.strip_prefix(table).and_then(|rest| rest.strip_prefix('_')).and_then(|id| id.parse().ok());
     let found = match (shard, node()) {
-        (Some(shard), Node::Worker | Node::Coordinator) => lookup(target, table, shard),
+        // a trigger's first firing on the relation, outside any function of chom's
+        (Some(shard), Node::Worker | Node::Coordinator) => {
+            crate::pg::settings::with_catalog_search_path(|| lookup(target, table, shard))
+        }
         _ => None,
     };
     SHARDS.with(|shards| shards.borrow_mut().insert(relid, found.clone()));

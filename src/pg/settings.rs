@@ -192,6 +192,21 @@ impl Drop for SettingsScope {
     }
 }
 
+/// The `search_path` every statement of chom's runs with: names resolve in pg_catalog only (pg_temp last, where
+/// chom names nothing), so that no function or operator another role put in a schema of the caller's path,
+/// however well it matches, is ever chom's.
+pub const CATALOG_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
+
+/// Runs `work` with `search_path` pinned to [`CATALOG_SEARCH_PATH`] until it returns, as a function's SET
+/// clause would. For chom's code that runs SQL outside a function of its own with that clause: the look-ups
+/// its triggers and its commit step make on a cache miss (a trigger function pays for no SET clause on every
+/// firing: its hot path runs no SQL) and the drain worker, whose session takes the database's settings.
+pub fn with_catalog_search_path<R>(work: impl FnOnce() -> R) -> R {
+    let _scope = SettingsScope::open();
+    set(c"search_path", CATALOG_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SAVE);
+    work()
+}
+
 /// Sets a Postgres setting as a user's SET does: for the session (`GUC_ACTION_SET`), or until the enclosing
 /// GUC nest level closes (`GUC_ACTION_SAVE`, as a function's SET clause).
 pub fn set(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {

@@ -118,7 +118,10 @@ impl Restricted {
             // chom's statements are keyed look-ups whose generic plan is the right one (src/pg/plans.rs prepares a
             // statement's "every row" form apart): without this, the plan cache plans each execution anew for its
             // first five and whenever custom plans look no dearer
-            let settings = [(c"search_path", c"pg_catalog, pg_temp"), (c"plan_cache_mode", c"force_generic_plan")];
+            let settings = [
+                (c"search_path", crate::pg::settings::CATALOG_SEARCH_PATH),
+                (c"plan_cache_mode", c"force_generic_plan"),
+            ];
             for (name, value) in &settings[..if generic_plans { 2 } else { 1 }] {
                 crate::pg::settings::set(name, value, pg_sys::GucAction::GUC_ACTION_SAVE);
             }

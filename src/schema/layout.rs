@@ -75,19 +75,24 @@ pub fn node() -> Node {
     if let Some(node) = NODE.with(Cell::get) {
         return node;
     }
+    // chom's triggers ask on their first firing, outside any function of chom's
+    let node = crate::pg::settings::with_catalog_search_path(look_up_node);
+    NODE.with(|cached| cached.set(Some(node)));
+    node
+}
+
+fn look_up_node() -> Node {
     let citus: bool = crate::pg::db::one(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') \
             AND pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL",
         &[],
     )
     .unwrap_or_else(|| crate::pg::db::missing("looking for Citus"));
-    let node = if !citus {
+    if !citus {
         Node::Plain
     } else {
         classify_group(crate::pg::db::one::<i32>("SELECT groupid FROM pg_catalog.pg_dist_local_group", &[]))
-    };
-    NODE.with(|cached| cached.set(Some(node)));
-    node
+    }
 }
 
 /// The node kind of a Citus node from its group: 0 is the coordinator, any other group a worker. A node

@@ -60,6 +60,13 @@ pub fn installed() -> Option<Target> {
     if let Some(target) = INSTALLED.with(|cached| cached.borrow().clone()) {
         return Some(target);
     }
+    // chom's commit step and its Citus triggers come here outside any function of chom's
+    let target = settings::with_catalog_search_path(look_up_installation);
+    INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
+    target
+}
+
+fn look_up_installation() -> Option<Target> {
     let extension_schema = extension_schema();
     // chom's sites triggers all carry the current names of the columns chom uses as their arguments
     let schemas: Vec<(String, Vec<String>)> = Spi::connect(|client| {
@@ -84,7 +91,7 @@ pub fn installed() -> Option<Target> {
         .collect()
     });
     let schemas_named = || schemas.iter().map(|(schema, _)| schema.as_str()).collect::<Vec<_>>().join(", ");
-    let target = match schemas.as_slice() {
+    match schemas.as_slice() {
         [] => None,
         [(schema, names)] => {
             let target = Target::new(schema.clone(), extension_schema).with_columns(names.clone());
@@ -96,9 +103,7 @@ pub fn installed() -> Option<Target> {
             format!("chom's triggers are on the sites tables of several schemas ({})", schemas_named()),
             Some("chom maintains one installation per database: SELECT * FROM chom_uninstall() in all but one."),
         ),
-    };
-    INSTALLED.with(|cached| *cached.borrow_mut() = target.clone());
-    target
+    }
 }
 
 /// Refuses (0A000) an installation one of whose tables was replaced by something that runs code when read: a
