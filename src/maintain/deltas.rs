@@ -552,7 +552,8 @@ pub extern "C-unwind" fn chom_fold_worker_main(argument: pg_sys::Datum) {
         }
         let since_last_round = last_round.elapsed();
         last_round = Instant::now();
-        match BackgroundWorker::transaction(fold_round) {
+        // the worker's session takes the database's settings, search_path among them
+        match BackgroundWorker::transaction(|| settings::with_catalog_search_path(fold_round)) {
             Round::Folded(deltas) => {
                 idle_since = Instant::now();
                 wait = interval_for_depth(since_last_round, deltas);

@@ -200,7 +200,8 @@ pub const CATALOG_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
 /// Runs `work` with `search_path` pinned to [`CATALOG_SEARCH_PATH`] until it returns, as a function's SET
 /// clause would. For chom's code that runs SQL outside a function of its own with that clause: the look-ups
 /// its triggers and its commit step make on a cache miss (a trigger function pays for no SET clause on every
-/// firing: its hot path runs no SQL) and the drain worker, whose session takes the database's settings.
+/// firing: its hot path runs no SQL) and the background workers (the fold and the Citus drain), whose sessions
+/// take the database's settings.
 pub fn with_catalog_search_path<R>(work: impl FnOnce() -> R) -> R {
     let _scope = SettingsScope::open();
     set(c"search_path", CATALOG_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SAVE);
